@@ -1,0 +1,307 @@
+"""``recx train|sweep|eval|data``: argv -> compose -> dispatch.
+
+Only hydra/omegaconf/rich are imported here at module level; torch and Lightning are imported inside the task
+functions, after the config has been composed and checked, so ``recx --help`` answers at once and a wrong
+model×dataset pairing fails before any heavy import.
+
+* ``recx train [overrides]``  one run (Hydra app, config ``conf/train.yaml``)
+* ``recx sweep [overrides]``  the same app in multirun mode (``-m``), plus a summary table of all runs
+* ``recx eval ckpt=PATH``     re-score a checkpoint (``conf/eval.yaml``)
+* ``recx data list|download|prepare NAME``  fetch and cache datasets (argparse; no Lightning)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from recx.console import console, fail, is_debug, print_error
+from recx.errors import ConfigError, RecxError
+
+CONF_DIR = (Path(__file__).resolve().parent.parent / "conf").resolve()
+CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "experiment")
+COMMANDS = {
+    "train": "train one model on one dataset (Hydra overrides: model=bpr dataset=ml100k trainer.max_epochs=50)",
+    "sweep": "Hydra multirun over comma-separated values ('model.lr=1e-3,1e-2'), then a summary table",
+    "eval": "re-score a checkpoint with the training evaluator: recx eval ckpt=outputs/.../checkpoints/best.ckpt",
+    "data": "datasets: recx data list | download NAME [--from DIR] | prepare NAME [--modalities a,b]",
+}
+
+
+# ------------------------------------------------------------------------------------------------- config helpers
+def group_choices(group: str) -> list[str]:
+    folder = CONF_DIR / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def datasets_for_family(family: str) -> list[str]:
+    return [name for name in group_choices("dataset")
+            if OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml").get("family") == family]
+
+
+def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
+    """Unknown ``group=choice`` overrides fail here with the list of valid choices (before Hydra, exit 2)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key not in CHOICE_GROUPS or value in ("", "null"):
+            continue
+        values = value.split(",") if sweep else [value]
+        for v in values:
+            if any(ch in v for ch in "()[]*?"):
+                continue  # sweep functions and globs: Hydra resolves them
+            if v not in group_choices(key):
+                raise ConfigError(f"unknown {key} '{v}'", field=key,
+                                  fix=f"choose one of: {', '.join(group_choices(key))}")
+
+
+def check_compatibility(cfg: DictConfig) -> None:
+    """A model serves one task family and a dataset serves one: refuse a wrong pair with the datasets that fit."""
+    model_family = cfg.model.get("family")
+    dataset_family = cfg.dataset.get("family")
+    if model_family != dataset_family:
+        fits = datasets_for_family(model_family)
+        raise ConfigError(
+            f"model '{cfg.model.name}' ({model_family}) cannot train on dataset '{cfg.dataset.name}' ({dataset_family})",
+            field="dataset", fix=f"datasets for {model_family} models: {', '.join(fits) or 'none yet'}",
+        )
+    metric_family = cfg.get("metric", {}).get("family") if cfg.get("metric") is not None else None
+    if metric_family is not None and metric_family != model_family:
+        raise ConfigError(f"metric group '{metric_family}' does not evaluate {model_family} models", field="metric",
+                          fix=f"choose a metric config whose family is {model_family}")
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose a config without running anything (Hydra's compose API); errors become ConfigError."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ConfigError(f"invalid configuration: {message}",
+                          fix=f"see `recx {config_name} --help` for the groups and keys") from None
+
+
+def first_of_sweep(overrides: list[str]) -> list[str]:
+    """The overrides of the first job of a sweep (for checking the config before launching)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:  # noqa: BLE001 - parse errors of any kind are user errors
+        raise ConfigError(f"cannot parse overrides: {exc}", fix="quote sweep values: 'model.lr=1e-3,1e-2'") from None
+    first = []
+    for ov in parsed:
+        if ov.is_sweep_override():
+            first.append(f"{ov.get_key_element()}={next(iter(ov.sweep_string_iterator()))}")
+        else:
+            first.append(ov.input_line)
+    return first
+
+
+def resume_override(cfg: DictConfig) -> str | None:
+    """For ``resume=...``: the ``hydra.run.dir`` override that points the run at the folder to continue."""
+    value = cfg.get("resume")
+    if value in (None, False, "false", "False"):
+        return None
+    if value is True or str(value).lower() == "true":
+        parent = Path(cfg.paths.output_root) / cfg.run_name
+        runs = sorted(p for p in parent.glob("*") if (p / "checkpoints" / "last.ckpt").is_file()
+                      and not (p / "metrics.json").is_file()) if parent.is_dir() else []
+        if not runs:
+            raise ConfigError(f"no unfinished run of '{cfg.run_name}' to resume under {parent}", field="resume",
+                              fix="pass resume=<run folder>, or start a fresh run without resume")
+        target = runs[-1]
+    else:
+        target = Path(str(value))
+        if target.is_file():  # a checkpoint: its run folder is two levels up
+            target = target.parent.parent
+        if not (target / "checkpoints" / "last.ckpt").is_file():
+            raise ConfigError("no checkpoints/last.ckpt in the run folder to resume", path=target, field="resume",
+                              fix="pass the folder of an interrupted run")
+    return f"hydra.run.dir={target.resolve()}"
+
+
+# ------------------------------------------------------------------------------------------------------ hydra apps
+def _run_task(cfg: DictConfig, task: str):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        if task == "train":
+            check_compatibility(cfg)
+            from recx.run import train
+
+            results = train(cfg)
+            return results["valid"].get(cfg.metric.monitor)
+        from recx.run import evaluate
+
+        evaluate(cfg)
+        return None
+    except RecxError as exc:
+        if multirun and not is_debug():
+            print_error(exc)
+            _record_failure(run_dir, exc.render())
+            return None
+        _record_failure(run_dir, exc.render())
+        fail(exc)
+    except Exception:  # a bug, not a user error: keep the traceback, but let a sweep continue
+        _record_failure(run_dir, traceback.format_exc())
+        if multirun and not is_debug():
+            console(stderr=True).print(f"[red]run {run_dir} failed[/]; traceback in {run_dir / 'error.txt'}")
+            return None
+        raise
+
+
+def _record_failure(run_dir: Path, text: str) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(text + "\n")
+    except OSError:
+        pass
+
+
+def _hydra_app(config_name: str):
+    import hydra
+
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
+    def app(cfg: DictConfig):
+        return _run_task(cfg, cfg.task)
+
+    return app
+
+
+def run_hydra(command: str, args: list[str]) -> int:
+    passthrough = any(a.startswith("-") for a in args)  # --help, --cfg job, --info, -c ...
+    config_name = "eval" if command == "eval" else "train"
+    extra: list[str] = []
+    if not passthrough:
+        overrides = list(args)
+        check_choices(overrides, sweep=command == "sweep")
+        cfg = compose(config_name, first_of_sweep(overrides) if command == "sweep" else overrides)
+        if command in ("train", "sweep"):
+            check_compatibility(cfg)
+        if command == "train":
+            resume = resume_override(cfg)
+            if resume:
+                extra.append(resume)
+        if command == "eval" and not cfg.get("ckpt"):
+            raise ConfigError("recx eval needs a checkpoint", field="ckpt", fix="recx eval ckpt=<run>/checkpoints/best.ckpt")
+    sys.argv = [f"recx {command}", *args, *extra, *(["-m"] if command == "sweep" else [])]
+    _hydra_app(config_name)()
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------ data
+def data_main(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="recx data", description="Fetch (with checksums) and prepare datasets.")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    sub.add_parser("list", help="datasets, their family, modalities and whether they are prepared")
+    for verb, text in (("download", "fetch the raw files (from --from, RECX_DATA_MIRROR, or the official URL)"),
+                       ("prepare", "download if needed, then index, split and cache tensors (+ features)")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("name", help="dataset config name (see `recx data list`)")
+        p.add_argument("--from", dest="from_dir", default=None, help="folder that holds the raw files")
+        p.add_argument("--data-dir", default=None, help="data folder (default: RECX_DATA_DIR or ./data)")
+        p.add_argument("overrides", nargs="*", help="dataset overrides, e.g. dataset.split.ratios=[0.7,0.1,0.2]")
+        if verb == "prepare":
+            p.add_argument("--modalities", default=None,
+                           help="comma-separated modalities to build (default: the dataset's modalities)")
+            p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    ns = parser.parse_args(args)
+    if ns.verb == "list":
+        return _data_list()
+    check_choices([f"dataset={ns.name}"])
+    cfg = compose("train", [f"dataset={ns.name}", *ns.overrides])
+    from hydra.utils import instantiate
+
+    from recx.data import prepare as prep
+
+    out = console()
+    data_dir = Path(ns.data_dir) if ns.data_dir else Path(cfg.paths.data_dir)
+    source = instantiate(cfg.dataset.source)
+    if ns.verb == "download":
+        raw = prep.download(source, data_dir, from_dir=ns.from_dir, log=out.print)
+        out.print(f"[green]ok[/] raw files of {ns.name} in {raw}")
+        return 0
+    split = instantiate(cfg.dataset.split)
+    explicit = ns.modalities is not None
+    modalities = [m for m in (ns.modalities.split(",") if explicit else cfg.dataset.get("modalities") or []) if m]
+    data = prep.prepare(source, split, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)
+    for modality in modalities:
+        try:
+            prep.prepare(source, split, data_dir, modalities=(modality,), from_dir=ns.from_dir, force=ns.force,
+                         log=out.print)
+        except RecxError as exc:
+            if explicit:
+                raise
+            out.print(f"[yellow]skipped modality '{modality}'[/]: {exc.render()}")
+    out.print(f"[green]ok[/] {ns.name}: {data.stats()} in {prep.prepared_dir_of(source, split, data_dir)}")
+    return 0
+
+
+def _data_list() -> int:
+    from rich.table import Table
+
+    table = Table(title="datasets (conf/dataset)")
+    for col in ("name", "family", "modalities", "source"):
+        table.add_column(col)
+    for name in group_choices("dataset"):
+        d = OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml")
+        table.add_row(name, str(d.get("family")), ",".join(d.get("modalities") or []) or "-",
+                      str(d.source.get("_target_", "")).rsplit(".", 1)[-1])
+    console().print(table)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------ help
+def print_help() -> None:
+    from recx import __version__
+
+    out = console()
+    out.print(f"recx {__version__} — config-driven experiments for recommendation and ranking papers\n", markup=False)
+    out.print("usage: recx <command> [overrides...]\n", markup=False)
+    for cmd, text in COMMANDS.items():
+        out.print(f"  {cmd:<6} {text}")
+    out.print("\nconfig groups (choose with group=choice):")
+    for group in CHOICE_GROUPS:
+        out.print(f"  {group:<11} {', '.join(group_choices(group)) or '-'}")
+    out.print("\n`recx train --help` shows the composed config; RECX_DEBUG=1 keeps tracebacks on errors.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print_help()
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from recx import __version__
+
+        print(__version__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in ("train", "sweep", "eval"):
+            return run_hydra(command, rest)
+        if command == "data":
+            return data_main(rest)
+        raise ConfigError(f"unknown command '{command}'", fix=f"use one of: {', '.join(COMMANDS)}")
+    except RecxError as exc:
+        fail(exc)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

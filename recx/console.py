@@ -1,0 +1,64 @@
+"""Terminal output: the end-of-run metrics table and user-facing error messages (rich, no heavy imports)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from recx.errors import RecxError
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+METRIC_ORDER = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map", "coverage", "avg_popularity", "gini")
+
+
+def metric_sort_key(name: str) -> tuple:
+    """Accuracy metrics first (in the order of the metric config), then beyond-accuracy ones; by cut-off within."""
+    base, _, k = name.partition("@")
+    rank = METRIC_ORDER.index(base) if base in METRIC_ORDER else len(METRIC_ORDER)
+    return (rank, base, int(k) if k.isdigit() else 0)
+
+
+def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None = None) -> None:
+    """One table, one row per metric, one column per evaluated split (valid, test)."""
+    splits = [s for s in ("valid", "test") if results.get(s)]
+    names = sorted({k for s in splits for k in results[s] if "@" in k}, key=metric_sort_key)
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    for s in splits:
+        table.add_column(s, justify="right")
+    for name in names:
+        table.add_row(name, *(f"{results[s][name]:.4f}" if name in results[s] else "" for s in splits))
+    for count in ("n_users", "n_skipped_users"):
+        if any(count in results[s] for s in splits):
+            table.add_row(count.replace("n_", "").replace("_", " "),
+                          *(f"{int(results[s].get(count, 0))}" for s in splits))
+    out = console()
+    out.print(table)
+    if run_dir is not None:
+        out.print(f"run folder: {run_dir}")
+
+
+def print_error(exc: RecxError) -> None:
+    console(stderr=True).print(f"[bold red]error:[/] {exc.render()}", markup=True, highlight=False)
+
+
+def is_debug() -> bool:
+    import os
+
+    return os.environ.get("RECX_DEBUG", "") not in ("", "0", "false")
+
+
+def fail(exc: RecxError) -> None:
+    """Print a user error and exit 2 (or re-raise with its traceback when RECX_DEBUG=1)."""
+    if is_debug():
+        raise exc
+    print_error(exc)
+    sys.exit(2)

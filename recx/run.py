@@ -1,0 +1,360 @@
+"""One run's life: seed, build datamodule + model + callbacks + trainer, fit, test the best checkpoint, write results.
+
+Every completed run leaves in its folder::
+
+    config.yaml        the fully resolved config (written before training starts)
+    conventions.json   the metric conventions used (masking, gain, cut-offs, skipped users, selection rule)
+    metrics.json       validation and test metrics of the best checkpoint, selection details, timings
+    checkpoints/       best.ckpt (by the validation monitor) and last.ckpt (for resume=true)
+    logs/              CSV logs (or wandb/, per the logger group)
+
+Library use needs no CLI: ``train(cfg)`` takes a composed config (``hydra.compose``) whose ``paths.run_dir`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from recx.errors import CheckpointError, ConfigError, RecxError, TrainingError
+
+#: model-config keys that configure the family's LightningModule rather than the model's constructor
+MODULE_KEYS = ("lr", "weight_decay", "lr_decay", "lr_decay_every")
+#: model-config keys that describe the model and are passed to nothing
+META_KEYS = ("name", "family")
+
+
+# --------------------------------------------------------------------------------------------------- building blocks
+def construct(node: Any, **runtime: Any):
+    """Instantiate a ``_target_`` config node, passing ``runtime`` objects (data, sources) as they are.
+
+    Hydra's ``instantiate(cfg, **kwargs)`` would merge the kwargs into the config first, turning dataclass objects
+    such as :class:`~recx.data.interactions.InteractionData` into config nodes; here they bypass the config.
+    Nested ``_target_`` nodes in the config are still instantiated by Hydra.
+    """
+    from hydra.utils import get_class, instantiate
+
+    params = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    target = params.pop("_target_")
+    params = {k: instantiate(v, _convert_="all") if isinstance(v, dict) and "_target_" in v else v
+              for k, v in params.items()}
+    return get_class(target)(**params, **runtime)
+
+
+def model_class(model_cfg: DictConfig):
+    from hydra.utils import get_class
+
+    try:
+        return get_class(model_cfg._target_)
+    except Exception as exc:  # noqa: BLE001 - hydra wraps import errors in several types
+        raise ConfigError(f"cannot import model class '{model_cfg._target_}'", field="model._target_",
+                          fix="check the class path in conf/model/<name>.yaml") from exc
+
+
+def build_datamodule(cfg: DictConfig):
+    """The family datamodule named by ``dataset.datamodule``, loading only the modalities the model reads."""
+    uses_features = bool(getattr(model_class(cfg.model), "uses_features", False))
+    modalities = tuple(cfg.dataset.get("modalities") or ()) if uses_features else ()
+    if uses_features and not modalities:
+        raise ConfigError(f"model '{cfg.model.name}' reads item features but dataset '{cfg.dataset.name}' lists no "
+                          "modalities", field="dataset.modalities",
+                          fix="set dataset.modalities=[...] or choose an ID-based model (bpr, lightgcn)")
+    return construct(
+        cfg.dataset.datamodule,
+        source=construct(cfg.dataset.source),
+        split=construct(cfg.dataset.split),
+        modalities=list(modalities),
+        data_dir=cfg.paths.data_dir,
+        mask_valid_at_test=cfg.metric.get("mask_valid_at_test", True),
+        eval_memory_budget_mb=cfg.metric.get("memory_budget_mb", 256),
+        seed=cfg.seed,
+    )
+
+
+def build_net(model_cfg: DictConfig, data):
+    """Instantiate the model from its flat config: ``_target_`` + constructor args (module/meta keys removed)."""
+    net_cfg = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
+               if k not in MODULE_KEYS + META_KEYS}
+    model_class(model_cfg)  # a clear error for a bad _target_
+    try:
+        return construct(net_cfg, data=data)
+    except TypeError as exc:
+        raise ConfigError(f"bad model arguments for {model_cfg._target_}: {exc}", field="model",
+                          fix="check the keys in conf/model/<name>.yaml and your overrides") from exc
+
+
+def build_module(cfg: DictConfig, net):
+    from recx.topn.module import TopNModule
+
+    optim = {k: cfg.model[k] for k in MODULE_KEYS if k in cfg.model}
+    return TopNModule(net, metrics=list(cfg.metric.metrics), ks=list(cfg.metric.ks), monitor=cfg.metric.monitor,
+                      scorer=cfg.metric.get("scorer", "torch"),
+                      memory_budget_mb=cfg.metric.get("memory_budget_mb", 256), **optim)
+
+
+def check_hardware(hardware: DictConfig) -> None:
+    import torch
+
+    if hardware.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("hardware asks for a GPU but torch sees no CUDA device", field="hardware.accelerator",
+                          fix="use hardware=cpu (the installed torch is the CPU build unless you changed it)")
+    if hardware.get("num_threads"):
+        torch.set_num_threads(int(hardware.num_threads))
+
+
+def quiet_lightning() -> None:
+    """Lightning's INFO chatter (accelerator lines, checkpoint restores, tips) stays in the log file, off the console."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*configure_optimizers. returned .None.*", ".*training_step. returned .None.*",
+                    ".*does not have many workers.*", ".*isinstance.treespec, LeafSpec.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def want_progress_bar(setting: Any) -> bool:
+    if isinstance(setting, bool):
+        return setting
+    return sys.stdout.isatty()
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, *, max_epochs: int | None = None):
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from recx.callbacks.console import EpochSummary
+
+    logger = False
+    if cfg.get("logger") is not None and cfg.logger.get("_target_"):
+        try:
+            logger = instantiate(cfg.logger)
+        except Exception as exc:  # noqa: BLE001 - e.g. wandb not installed
+            raise ConfigError(f"cannot create the logger {cfg.logger._target_}: {exc.__cause__ or exc}",
+                              field="logger", fix="install the logger's extra (e.g. `.[wandb]`) or use logger=csv") from exc
+    progress = want_progress_bar(cfg.get("progress", "auto"))
+    callbacks = list(callbacks) + ([RichProgressBar(leave=True)] if progress else [EpochSummary()])
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    if max_epochs is not None:
+        kwargs["max_epochs"] = max_epochs
+    hw = cfg.hardware
+    return pl.Trainer(
+        accelerator=hw.accelerator, devices=hw.devices, precision=hw.precision, strategy=hw.strategy,
+        num_nodes=hw.get("num_nodes", 1), callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        reload_dataloaders_every_n_epochs=1, **kwargs,
+    )
+
+
+def conventions(cfg: DictConfig, dm) -> dict:
+    from recx.data.prepare import describe
+    from recx.metrics.topk import CONVENTIONS
+
+    return {
+        **CONVENTIONS,
+        "metrics": list(cfg.metric.metrics),
+        "ks": list(cfg.metric.ks),
+        "masked_at_validation": ["train"],
+        "masked_at_test": ["train", "valid"] if dm.mask_valid_at_test else ["train"],
+        "evaluated_users": "users with at least one held-out item in the split; the others are counted as skipped",
+        "model_selection": f"checkpoint with the best validation {cfg.metric.monitor}; test metrics are never used "
+                           "for selection or early stopping",
+        "split": describe(dm.split_strategy) if dm.split_strategy is not None else None,
+    }
+
+
+def write_json(path: Path, payload: dict) -> None:
+    from recx.data.interactions import atomic_write
+
+    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2, default=str).encode()))
+
+
+def count_parameters(net) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# ------------------------------------------------------------------------------------------------------------- train
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job; return the metrics dict that is also written to ``metrics.json``."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from recx.console import print_metrics
+
+    quiet_lightning()
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "checkpoints"
+    resume_ckpt = resume_checkpoint(cfg, run_dir)
+    check_hardware(cfg.hardware)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    net = build_net(cfg.model, dm.data)
+    module = build_module(cfg, net)
+    module.recx_config = OmegaConf.to_container(cfg, resolve=True)
+
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_json(run_dir / "conventions.json", conventions(cfg, dm))
+
+    monitor = f"val/{cfg.metric.monitor}"
+    checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=monitor, mode="max", save_top_k=1,
+                                 save_last=cfg.callbacks.checkpoint.save_last, auto_insert_metric_name=False,
+                                 enable_version_counter=False)
+    callbacks: list = [checkpoint]
+    if cfg.callbacks.early_stopping.enabled:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.callbacks.early_stopping.patience,
+                                       min_delta=cfg.callbacks.early_stopping.min_delta, check_finite=False))
+    callbacks += [construct(node) for node in cfg.callbacks.get("extra") or []]
+    trainable = any(p.requires_grad for p in net.parameters())
+    trainer = build_trainer(cfg, run_dir, callbacks, max_epochs=None if trainable else 1)
+
+    started = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+    except TrainingError as exc:
+        last = ckpt_dir / "last.ckpt"
+        exc.message += (f"; training stopped. The last good checkpoint is {last}" if last.is_file()
+                        else "; training stopped before any checkpoint was written")
+        raise
+    except SystemExit:  # Lightning turns Ctrl+C into SystemExit after a graceful shutdown
+        raise TrainingError("training was interrupted", path=run_dir,
+                            fix=f"continue it with `recx train <same overrides> resume={run_dir}`") from None
+    train_time = time.perf_counter() - started
+
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    if not best:
+        raise TrainingError("training produced no checkpoint (no validation round ran)", path=run_dir,
+                            fix="raise trainer.max_epochs or lower trainer.check_val_every_n_epoch")
+    started = time.perf_counter()
+    trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False)
+    trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+    eval_time = time.perf_counter() - started
+    best_epoch = _checkpoint_epoch(best)
+
+    results = {
+        "status": "completed",
+        "run_name": cfg.run_name,
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "seed": cfg.seed,
+        "monitor": monitor,
+        "valid": module.results.get("valid", {}),
+        "test": module.results.get("test", {}),
+        "best_epoch": best_epoch,
+        "epochs_trained": trainer.current_epoch,
+        "stopped_early": bool(trainer.should_stop and trainer.current_epoch < trainer.max_epochs),
+        "best_checkpoint": str(best),
+        "resumed_from": str(resume_ckpt) if resume_ckpt else None,
+        "n_parameters": count_parameters(net),
+        "train_time_s": round(train_time, 3),
+        "eval_time_s": round(eval_time, 3),
+        "data": dm.data.stats(),
+    }
+    write_json(run_dir / "metrics.json", results)
+    print_metrics(results, title=f"{cfg.run_name}: best epoch {best_epoch} (by {monitor})", run_dir=run_dir)
+    return results
+
+
+def _checkpoint_epoch(path: str | Path) -> int | None:
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch"))
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+
+
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from when ``resume`` is set (the CLI has already pointed run_dir at the run)."""
+    if not cfg.get("resume"):
+        return None
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if (run_dir / "metrics.json").is_file():
+        raise ConfigError("this run already finished; nothing to resume", path=run_dir,
+                          fix="start a new run (drop resume=...)")
+    if not last.is_file():
+        raise ConfigError("no last.ckpt to resume from", path=last,
+                          fix="the run stopped before its first epoch ended; start it again without resume")
+    return last
+
+
+# -------------------------------------------------------------------------------------------------------------- eval
+def load_checkpoint(path: str | Path) -> dict:
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint not found", path=path, fix="pass ckpt=<run>/checkpoints/best.ckpt")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, pickle error, wrong format...
+        raise CheckpointError(f"checkpoint is unreadable ({exc.__class__.__name__})", path=path,
+                              fix="it is truncated or not a recx checkpoint; use another (e.g. last.ckpt)") from exc
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not (ckpt.get("recx") or {}).get("config"):
+        raise CheckpointError("not a recx checkpoint (no recx run config inside)", path=path,
+                              fix="pass a checkpoint written by `recx train`")
+    return ckpt
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Re-score a checkpoint with the training run's data, model and evaluator; write ``metrics.json``."""
+    import lightning.pytorch as pl
+
+    from recx.console import print_metrics
+
+    quiet_lightning()
+    ckpt_path = Path(cfg.ckpt)
+    ckpt = load_checkpoint(ckpt_path)
+    run_cfg = OmegaConf.create(ckpt["recx"]["config"])
+    if cfg.get("metric") is not None:
+        run_cfg.metric = OmegaConf.merge(run_cfg.metric, cfg.metric)
+    run_cfg.hardware = cfg.hardware
+    run_cfg.paths.data_dir = cfg.paths.data_dir
+    run_cfg.progress = cfg.get("progress", "auto")
+    run_cfg.logger = None
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_hardware(run_cfg.hardware)
+    pl.seed_everything(run_cfg.seed, workers=True, verbose=False)
+
+    dm = build_datamodule(run_cfg)
+    dm.setup("test")
+    net = build_net(run_cfg.model, dm.data)
+    module = build_module(run_cfg, net)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit the model: {str(exc).splitlines()[0]}", path=ckpt_path,
+                              fix="the dataset or model config changed since training; evaluate with the "
+                                  "original data") from exc
+    trainer = build_trainer(run_cfg, run_dir, [])
+    split = cfg.get("split", "test")
+    if split == "test":
+        trainer.test(module, datamodule=dm, verbose=False)
+    elif split == "valid":
+        trainer.validate(module, datamodule=dm, verbose=False)
+    else:
+        raise ConfigError(f"unknown split '{split}'", field="split", fix="use split=test or split=valid")
+    results = {
+        "status": "completed",
+        "checkpoint": str(ckpt_path),
+        "model": run_cfg.model.name,
+        "dataset": run_cfg.dataset.name,
+        "epoch": ckpt.get("epoch"),
+        split: module.results.get(split, {}),
+    }
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg, resolve=True))
+    write_json(run_dir / "conventions.json", conventions(run_cfg, dm))
+    write_json(run_dir / "metrics.json", results)
+    print_metrics(results, title=f"eval {ckpt_path}", run_dir=run_dir)
+    return results

@@ -1,0 +1,104 @@
+"""``recx sweep``: after a Hydra multirun, one table of all runs sorted by the validation metric.
+
+Registered as a Hydra callback (``conf/hydra/default.yaml``), so it works with any launcher (basic, joblib, submitit):
+it reads what each job left in its folder (``metrics.json`` or ``error.txt``) rather than in-process return values.
+Failed runs are listed, last, with their error, and the table is also written as ``summary.csv`` in the sweep folder.
+Selection is by the validation monitor only; test metrics are shown but never sorted on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+
+def collect_runs(sweep_dir: Path, monitor: str) -> list[dict[str, Any]]:
+    """One row per job folder: its overrides, status, validation/test metrics (or the first line of its error)."""
+    rows = []
+    for job in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()),
+                      key=lambda p: (len(p.name), p.name)):
+        overrides = [str(o) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml")]
+        row: dict[str, Any] = {"job": job.name, "overrides": overrides, "run_dir": str(job)}
+        metrics_file, error_file = job / "metrics.json", job / "error.txt"
+        if metrics_file.is_file():
+            metrics = json.loads(metrics_file.read_text())
+            row["status"] = "ok"
+            row["valid"] = metrics.get("valid", {})
+            row["test"] = metrics.get("test", {})
+            row["best_epoch"] = metrics.get("best_epoch")
+        else:
+            row["status"] = "failed"
+            text = error_file.read_text().strip() if error_file.is_file() else "no metrics.json (killed?)"
+            row["error"] = text.splitlines()[-1] if "Traceback" in text else text.splitlines()[0]
+        rows.append(row)
+    varying = _varying_overrides([r["overrides"] for r in rows])
+    for row in rows:
+        row["params"] = " ".join(o for o in row["overrides"] if o in varying) or "(base)"
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: -r["valid"].get(monitor, float("-inf")))
+    return ok + [r for r in rows if r["status"] != "ok"]
+
+
+def _varying_overrides(all_overrides: list[list[str]]) -> set[str]:
+    if not all_overrides:
+        return set()
+    common = set(all_overrides[0]).intersection(*map(set, all_overrides[1:]))
+    return {o for ovs in all_overrides for o in ovs if o not in common}
+
+
+def write_summary(rows: list[dict[str, Any]], path: Path, monitor: str) -> None:
+    metric_names = sorted({k for r in rows for k in r.get("valid", {}) if "@" in k})
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rank", "job", "params", "status", "best_epoch"]
+                        + [f"valid/{m}" for m in metric_names] + [f"test/{m}" for m in metric_names]
+                        + ["error", "run_dir"])
+        for rank, r in enumerate(rows, 1):
+            writer.writerow([rank if r["status"] == "ok" else "", r["job"], r["params"], r["status"],
+                             r.get("best_epoch", "")]
+                            + [r.get("valid", {}).get(m, "") for m in metric_names]
+                            + [r.get("test", {}).get(m, "") for m in metric_names]
+                            + [r.get("error", ""), r["run_dir"]])
+
+
+def print_summary(rows: list[dict[str, Any]], monitor: str, title: str) -> None:
+    """The ranked table (params fold rather than truncate), then one line per failed run with its error."""
+    from rich.table import Table
+
+    from recx.console import console
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("params", overflow="fold", ratio=3)
+    table.add_column("valid", justify="right", no_wrap=True)
+    table.add_column("test", justify="right", no_wrap=True)
+    table.add_column("epoch", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for rank, r in enumerate(rows, 1):
+        if r["status"] == "ok":
+            table.add_row(str(rank), r["params"], f"{r['valid'].get(monitor, float('nan')):.4f}",
+                          f"{r['test'].get(monitor, float('nan')):.4f}", str(r.get("best_epoch", "")), "ok")
+        else:
+            table.add_row("-", r["params"], "", "", "", "failed")
+    out = console()
+    out.print(table)
+    for r in rows:
+        if r["status"] != "ok":
+            out.print(f"failed: {r['params']}: {r['error']}  ({r['run_dir']})", markup=False)
+
+
+class SweepSummary(Callback):
+    """Hydra callback: summarise every job of the multirun when it ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir() or config.get("task") != "train":
+            return
+        monitor = config.metric.monitor
+        rows = collect_runs(sweep_dir, monitor)
+        write_summary(rows, sweep_dir / "summary.csv", monitor)
+        print_summary(rows, monitor, title=f"sweep {sweep_dir}: {monitor}, sorted by valid")

@@ -1,0 +1,74 @@
+"""The top-N model protocol.
+
+Every top-N model is a plain ``nn.Module`` built from the prepared dataset (``Model(data, **hyperparameters)``) and
+implements RecBole's single full-ranking contract, typed:
+
+* ``loss(batch) -> Tensor | None``: the training loss of one batch of ``{"users", "pos", "neg"}`` int64 tensors
+  (``None`` for models with nothing to train, e.g. Pop);
+* ``score(users) -> Tensor [B, n_items]``: a score for every item, higher is better; the shared scorer masks seen
+  items and takes the top-K, so models never deal with masking or evaluation;
+* optionally ``user_item_vectors() -> (U [n_users, d], I [n_items, d])`` when ``score`` is an inner product, so the
+  faiss backend can be used;
+* ``item_representations() -> Tensor [n_items, d]``: what the item side has learned (used by LIS/AIS).
+
+Whatever is expensive to derive for scoring (e.g. LightGCN's propagated embeddings) is cached while the module is in
+eval mode and dropped as soon as it goes back to training, so evaluation never recomputes it per batch and training
+never sees stale values.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class TopNModel(nn.Module):
+    """Base class: eval-mode caching plus default implementations derived from ``user_item_vectors``."""
+
+    #: whether the model reads item features (``dataset.modalities``); checked before data preparation.
+    uses_features: bool = False
+
+    def __init__(self, n_users: int, n_items: int) -> None:
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+        self._eval_cache: dict[str, object] = {}
+
+    # -------------------------------------------------------------- caching
+    def train(self, mode: bool = True):
+        self._eval_cache.clear()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._eval_cache.clear()  # new weights: whatever was derived from the old ones is stale
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def cached(self, key: str, compute: Callable[[], object]):
+        """``compute()`` once per eval phase; always fresh in training mode (gradients must flow)."""
+        if self.training or torch.is_grad_enabled():
+            return compute()
+        if key not in self._eval_cache:
+            self._eval_cache[key] = compute()
+        return self._eval_cache[key]
+
+    # ------------------------------------------------------------- contract
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        vectors = self.user_item_vectors()
+        if vectors is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement score() or user_item_vectors()")
+        user_vecs, item_vecs = vectors
+        return user_vecs[users] @ item_vecs.T
+
+    def item_representations(self) -> torch.Tensor:
+        vectors = self.user_item_vectors()
+        if vectors is None:
+            raise NotImplementedError(f"{type(self).__name__} has no item representations")
+        return vectors[1]

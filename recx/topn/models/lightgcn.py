@@ -1,0 +1,59 @@
+"""LightGCN (He et al., SIGIR 2020): linear propagation on the user–item graph, no transforms, no non-linearity.
+
+E^(k+1) = Â E^(k) with Â = D^-1/2 A D^-1/2 (no self loops); final embedding = mean of E^(0..L) (α_k = 1/(L+1)).
+score = ⟨e_u, e_i⟩. Loss: BPR + ``reg_weight``·½‖ego embeddings‖²/B, as in the paper. Defaults: d=64, L=3,
+reg 1e-4 (the paper's; MMRec grids L∈{1..4}).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recx.data.interactions import InteractionData
+from recx.topn.graph import normalized_bipartite_adjacency, symmetric_spmm
+from recx.topn.losses import bpr_loss, l2_penalty
+from recx.topn.models.base import TopNModel
+
+
+class LightGCN(TopNModel):
+    def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 3,
+                 reg_weight: float = 1e-4) -> None:
+        super().__init__(data.n_users, data.n_items)
+        self.n_layers = n_layers
+        self.reg_weight = reg_weight
+        self.user_embedding = nn.Embedding(data.n_users, embedding_dim)
+        self.item_embedding = nn.Embedding(data.n_items, embedding_dim)
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+        adj = normalized_bipartite_adjacency(data.train, data.n_users, data.n_items)
+        # Not a buffer: it is derived from the data, not learned, so it stays out of checkpoints.
+        self.adjacency = adj
+
+    def _apply(self, fn, *args, **kwargs):
+        # Keep the (non-buffer) adjacency on the same device as the parameters.
+        out = super()._apply(fn, *args, **kwargs)
+        self.adjacency = self.adjacency.to(self.user_embedding.weight.device)
+        return out
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        layers = [ego]
+        x = ego
+        for _ in range(self.n_layers):
+            x = symmetric_spmm(self.adjacency, x)
+            layers.append(x)
+        final = torch.stack(layers).mean(0)
+        return final[: self.n_users], final[self.n_users:]
+
+    def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached("propagated", self.propagate)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        users_all, items_all = self.propagate()
+        users, pos, neg = batch["users"], batch["pos"], batch["neg"]
+        u, i, j = users_all[users], items_all[pos], items_all[neg]
+        ranking = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
+        reg = l2_penalty(self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg),
+                         batch_size=users.shape[0])
+        return ranking + self.reg_weight * reg
