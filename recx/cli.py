@@ -155,7 +155,7 @@ def _run_task(cfg: DictConfig, task: str):
             print_error(exc)
             _record_failure(run_dir, exc.render())
             return None
-        _record_failure(run_dir, exc.render())
+        _discard_if_empty(run_dir)
         fail(exc)
     except Exception:  # a bug, not a user error: keep the traceback, but let a sweep continue
         _record_failure(run_dir, traceback.format_exc())
@@ -163,6 +163,23 @@ def _run_task(cfg: DictConfig, task: str):
             console(stderr=True).print(f"[red]run {run_dir} failed[/]; traceback in {run_dir / 'error.txt'}")
             return None
         raise
+
+
+def _discard_if_empty(run_dir: Path) -> None:
+    """A single run that failed before producing anything leaves no folder behind (Hydra created it for us).
+
+    Only folders holding nothing but Hydra's bookkeeping and the log are removed; a resumed run's folder has
+    checkpoints and is never touched.
+    """
+    import shutil
+
+    if not run_dir.is_dir():
+        return
+    if all(p.name in (".hydra", "error.txt") or p.suffix == ".log" for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        parent = run_dir.parent
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
 
 
 def _record_failure(run_dir: Path, text: str) -> None:
@@ -240,10 +257,12 @@ def data_main(args: list[str]) -> int:
     explicit = ns.modalities is not None
     modalities = [m for m in (ns.modalities.split(",") if explicit else cfg.dataset.get("modalities") or []) if m]
     data = prep.prepare(source, split, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)
+    built = []
     for modality in modalities:
         try:
-            prep.prepare(source, split, data_dir, modalities=(modality,), from_dir=ns.from_dir, force=ns.force,
-                         log=out.print)
+            data = prep.prepare(source, split, data_dir, modalities=(*built, modality), from_dir=ns.from_dir,
+                                force=ns.force, log=out.print)
+            built.append(modality)
         except RecxError as exc:
             if explicit:
                 raise

@@ -115,7 +115,8 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*configure_optimizers. returned .None.*", ".*training_step. returned .None.*",
-                    ".*does not have many workers.*", ".*isinstance.treespec, LeafSpec.*"):
+                    ".*does not have many workers.*", ".*isinstance.treespec, LeafSpec.*",
+                    ".*Checkpoint directory .* exists and is not empty.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -140,7 +141,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, *, max_epochs
             raise ConfigError(f"cannot create the logger {cfg.logger._target_}: {exc.__cause__ or exc}",
                               field="logger", fix="install the logger's extra (e.g. `.[wandb]`) or use logger=csv") from exc
     progress = want_progress_bar(cfg.get("progress", "auto"))
-    callbacks = list(callbacks) + ([RichProgressBar(leave=True)] if progress else [EpochSummary()])
+    callbacks = list(callbacks) + ([RichProgressBar(leave=False)] if progress else [EpochSummary()])
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
     if max_epochs is not None:
         kwargs["max_epochs"] = max_epochs

@@ -91,6 +91,64 @@ def print_summary(rows: list[dict[str, Any]], monitor: str, title: str) -> None:
             out.print(f"failed: {r['params']}: {r['error']}  ({r['run_dir']})", markup=False)
 
 
+def aggregate_seeds(rows: list[dict[str, Any]], monitor: str) -> list[dict[str, Any]]:
+    """Group successful runs that differ only in ``seed=``: mean and sample std of every metric, n runs.
+
+    Sorted by the mean validation monitor. Returns ``[]`` when no seed override varies.
+    """
+    import statistics
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not any(p.startswith("seed=") for r in ok for p in r["params"].split()):
+        return []
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in ok:
+        key = " ".join(p for p in r["params"].split() if not p.startswith("seed=")) or "(base)"
+        groups.setdefault(key, []).append(r)
+    out = []
+    for key, members in groups.items():
+        entry: dict[str, Any] = {"params": key, "n": len(members)}
+        for split in ("valid", "test"):
+            names = sorted(set.intersection(*(set(m[split]) for m in members)))
+            for name in names:
+                values = [float(m[split][name]) for m in members]
+                entry[f"{split}/{name}"] = statistics.fmean(values)
+                entry[f"{split}/{name}:std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append(entry)
+    return sorted(out, key=lambda e: -e.get(f"valid/{monitor}", float("-inf")))
+
+
+def write_aggregate(groups: list[dict[str, Any]], path: Path) -> None:
+    columns = ["params", "n"] + sorted({k for g in groups for k in g if "/" in k})
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for g in groups:
+            writer.writerow({k: g.get(k, "") for k in columns})
+
+
+def print_aggregate(groups: list[dict[str, Any]], monitor: str, title: str) -> None:
+    from rich.table import Table
+
+    from recx.console import console
+
+    shown = [monitor] + [m for m in ("ndcg@20",) if m != monitor]
+    table = Table(title=title, title_justify="left")
+    table.add_column("params", overflow="fold", ratio=3)
+    table.add_column("n", justify="right")
+    for m in shown:
+        table.add_column(f"valid {m}", justify="right", no_wrap=True)
+        table.add_column(f"test {m}", justify="right", no_wrap=True)
+    for g in groups:
+        cells = []
+        for m in shown:
+            for split in ("valid", "test"):
+                mean, std = g.get(f"{split}/{m}"), g.get(f"{split}/{m}:std", 0.0)
+                cells.append("" if mean is None else f"{mean:.4f} ± {std:.4f}")
+        table.add_row(g["params"], str(g["n"]), *cells)
+    console().print(table)
+
+
 class SweepSummary(Callback):
     """Hydra callback: summarise every job of the multirun when it ends."""
 
@@ -98,7 +156,23 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir() or config.get("task") != "train":
             return
-        monitor = config.metric.monitor
-        rows = collect_runs(sweep_dir, monitor)
-        write_summary(rows, sweep_dir / "summary.csv", monitor)
-        print_summary(rows, monitor, title=f"sweep {sweep_dir}: {monitor}, sorted by valid")
+        summarize(sweep_dir, config.metric.monitor)
+
+
+def summarize(sweep_dir: str | Path, monitor: str = "recall@20") -> list[dict[str, Any]]:
+    """(Re)build ``summary.csv`` (+ ``summary_by_config.csv``) of a sweep folder and print the tables."""
+    sweep_dir = Path(sweep_dir)
+    rows = collect_runs(sweep_dir, monitor)
+    write_summary(rows, sweep_dir / "summary.csv", monitor)
+    print_summary(rows, monitor, title=f"sweep {sweep_dir}: {monitor}, sorted by valid")
+    groups = aggregate_seeds(rows, monitor)
+    if groups:
+        write_aggregate(groups, sweep_dir / "summary_by_config.csv")
+        print_aggregate(groups, monitor, title="mean ± std over seeds, sorted by mean valid")
+    return rows
+
+
+if __name__ == "__main__":  # python -m recx.sweep <sweep folder> [monitor]
+    import sys
+
+    summarize(sys.argv[1], *sys.argv[2:3])

@@ -27,6 +27,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import resource
 import threading
 import time
 from pathlib import Path
@@ -75,6 +76,11 @@ class PeakRSS:
             self._thread.join()
             peak_kb = self._peak_kb
         return max(0, peak_kb - self.base_kb) / 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -208,12 +214,14 @@ def child(method: str, args: argparse.Namespace, queue) -> None:
         peak = PeakRSS()
         peak.start()  # before the warm-up, so memory the warm-up leaves cached in the allocator still counts
         run(users[: min(32, users.numel())])  # warm-up: thread pools, lazy imports (a new ranker is built below)
-        t0 = time.perf_counter()
+        load = os.getloadavg()[0]
+        cpu0, t0 = _cpu_seconds(), time.perf_counter()
         per_user = run(users)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
         peak_mb = peak.stop()
         # numpy, not tensors: torch would share tensor storage through file descriptors that die with this process
-        queue.put({"method": method, "users": users.numpy(), "seconds": seconds, "peak_mb": peak_mb,
+        queue.put({"method": method, "users": users.numpy(), "seconds": seconds, "cpu": cpu, "load": load,
+                   "peak_mb": peak_mb,
                    "peak_mode": peak.mode, "per_user": {key: v.double().numpy() for key, v in per_user.items()}})
     except BaseException as exc:  # noqa: BLE001 - report any failure to the parent instead of hanging it
         import traceback
@@ -254,8 +262,8 @@ def machine_info(threads: int) -> str:
 def report(args, results: dict[str, dict]) -> None:
     base = results.get("recx-torch")
     base_rate = base["users"].size / base["seconds"] if base else None
-    header = (f"{'method':<13} {'users':>7} {'time s':>8} {'users/s':>9} {'recx-torch x':>12} {'full-size s':>12} "
-              f"{'peak MB':>8} {'recall@20':>9} {'ndcg@20':>8} {'max|d ndcg@20|':>14}")
+    header = (f"{'method':<13} {'users':>7} {'time s':>7} {'cpu s':>6} {'load':>5} {'users/s':>8} {'recx-torch x':>12} "
+              f"{'full-size s':>11} {'peak MB':>7} {'recall@20':>9} {'ndcg@20':>7} {'max|d ndcg@20|':>14}")
     print(header)
     print("-" * len(header))
     notes = []
@@ -276,13 +284,15 @@ def report(args, results: dict[str, dict]) -> None:
             diff = f"{float(abs(r['per_user']['ndcg@20'] - base['per_user']['ndcg@20'][r['users']]).max()):.1e}"
         else:  # a mean only (torchmetrics): compare with recx's mean over the same users
             diff = f"{abs(ndcg - float(base['per_user']['ndcg@20'][r['users']].mean())):.1e} (mean)"
-        print(f"{method:<13} {n:>7} {r['seconds']:>8.2f} {rate:>9.0f} {ratio:>12} {full_txt:>12} "
-              f"{r['peak_mb']:>8.0f} {recall:>9.4f} {ndcg:>8.4f} {diff:>14}")
+        print(f"{method:<13} {n:>7} {r['seconds']:>7.2f} {r['cpu']:>6.2f} {r['load']:>5.2f} {rate:>8.0f} {ratio:>12} "
+              f"{full_txt:>11} {r['peak_mb']:>7.0f} {recall:>9.4f} {ndcg:>7.4f} {diff:>14}")
         if r["peak_mode"] != "VmHWM":
             notes.append(f"{method}: peak memory sampled every 1 ms (VmHWM reset unavailable)")
     print()
     print("users/s: users evaluated per second of wall time (ranking + masking + metrics); 'recx-torch x' = how many "
           "times faster recx-torch is than the row's method.")
+    print("cpu s: the child's user+sys CPU time during the timed run; load: 1-min load average when it started. Other "
+          "busy processes on these cores slow small-op methods (the loop, torchmetrics) far more than chunked ones.")
     print("* full-size s for subset methods is extrapolated from the subset rate (not measured). torchmetrics "
           "computes recall@20 and ndcg@20 only; recx, faiss and the loop compute recall/ndcg@{10,20}.")
     print("peak MB: peak RSS increase over the child's baseline (after imports and data) during warm-up + timed "
@@ -300,8 +310,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch/faiss threads (default: torch's default)")
     p.add_argument("--memory-budget-mb", type=float, default=256, help="recx chunk budget for [users x items] scores")
     p.add_argument("--naive-users", type=int, default=1_000, help="subset size for the Python loop")
-    p.add_argument("--torchmetrics-users", type=int, default=100,
-                   help="subset size for dense torchmetrics (~0.2-0.3 s per user at 50k items on 2 cores)")
+    p.add_argument("--torchmetrics-users", type=int, default=300,
+                   help="subset size for dense torchmetrics (~0.03 s/user at 50k items on 2 idle cores, "
+                        "~0.3 s/user when other processes compete; peak ~1.3 GB at 300)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run (seconds)")
