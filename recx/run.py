@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from recx.errors import CheckpointError, ConfigError, RecxError, TrainingError
+from recx.errors import CheckpointError, ConfigError, TrainingError
 
 #: model-config keys that configure the family's LightningModule rather than the model's constructor
 MODULE_KEYS = ("lr", "weight_decay", "lr_decay", "lr_decay_every")
@@ -209,9 +209,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     monitor = f"val/{cfg.metric.monitor}"
     checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=monitor, mode="max", save_top_k=1,
-                                 save_last=cfg.callbacks.checkpoint.save_last, auto_insert_metric_name=False,
-                                 enable_version_counter=False)
+                                 auto_insert_metric_name=False, enable_version_counter=False)
     callbacks: list = [checkpoint]
+    if cfg.callbacks.checkpoint.save_last:
+        # Lightning's own save_last only refreshes last.ckpt when the best changes; resume needs every epoch.
+        callbacks.append(ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1,
+                                         enable_version_counter=False))
     if cfg.callbacks.early_stopping.enabled:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.callbacks.early_stopping.patience,
                                        min_delta=cfg.callbacks.early_stopping.min_delta, check_finite=False))
@@ -232,7 +235,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                             fix=f"continue it with `recx train <same overrides> resume={run_dir}`") from None
     train_time = time.perf_counter() - started
 
-    best = checkpoint.best_model_path or checkpoint.last_model_path
+    best = checkpoint.best_model_path
     if not best:
         raise TrainingError("training produced no checkpoint (no validation round ran)", path=run_dir,
                             fix="raise trainer.max_epochs or lower trainer.check_val_every_n_epoch")

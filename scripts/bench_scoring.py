@@ -169,10 +169,12 @@ def run_torchmetrics(args, data, users):
     scores = user_vecs[users] @ item_vecs.T
     rows = torch.arange(users.numel())
 
+    shape = scores.shape
+
     def dense(indptr, indices):
         counts = indptr[users + 1] - indptr[users]
         flat = torch.cat([indices[indptr[u]:indptr[u + 1]] for u in users.tolist()])
-        mask = torch.zeros(scores.shape, dtype=torch.bool)
+        mask = torch.zeros(shape, dtype=torch.bool)
         mask[rows.repeat_interleave(counts), flat] = True
         return mask
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from recx.data.interactions import RawDataset
-from recx.data.recbole import first_line, parse_column, read_table
+from recx.data.tables import first_line, parse_column, read_table
 from recx.errors import DataError
 
 ML100K_GENRES = (

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from recx.data.interactions import RawDataset, check_features
-from recx.data.recbole import first_line, parse_column, read_table
+from recx.data.tables import first_line, parse_column, read_table
 from recx.errors import DataError
 
 MODALITIES = ("image", "text")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from recx.errors import ConfigError
-from recx.scoring.topk import MISSING, _check_k, _concat, chunk_size_for, order_candidates
+from recx.scoring.topk import MISSING, _check_k, _concat, check_ranker_args, chunk_size_for, order_candidates
 
 
 def import_faiss() -> Any:
@@ -52,13 +52,8 @@ class FaissTopK:
     def __init__(self, k: int, seen_indptr: torch.Tensor | None = None, seen_indices: torch.Tensor | None = None,
                  memory_budget_mb: float = 256, device: torch.device | str | None = None,
                  n_items: int | None = None) -> None:
-        if (seen_indptr is None) != (seen_indices is None):
-            raise ValueError("give both seen_indptr and seen_indices, or neither")
-        if isinstance(k, bool) or int(k) != k or k < 1:
-            raise ConfigError(f"top-K cut-off must be a positive integer, got {k!r}", field="metric.ks")
-        chunk_size_for(1, memory_budget_mb)
+        self.k = check_ranker_args(k, seen_indptr, seen_indices, memory_budget_mb)
         self.faiss = import_faiss()
-        self.k = int(k)
         self.memory_budget_mb = memory_budget_mb
         self.device = torch.device(device) if device is not None else None
         self.n_items = n_items

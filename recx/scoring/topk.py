@@ -180,6 +180,16 @@ def chunk_size_for(n_items: int, memory_budget_mb: float, bytes_per_score: int =
     return max(1, int(memory_budget_mb * 2**20) // per_user)
 
 
+def check_ranker_args(k, seen_indptr, seen_indices, memory_budget_mb) -> int:
+    """Validate the constructor arguments every ranker backend shares; return ``k`` as an int."""
+    if (seen_indptr is None) != (seen_indices is None):
+        raise ValueError("give both seen_indptr and seen_indices, or neither")
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ConfigError(f"top-K cut-off must be a positive integer, got {k!r}", field="metric.ks")
+    chunk_size_for(1, memory_budget_mb)  # validates the budget early
+    return int(k)
+
+
 class TorchTopK:
     """Chunked full ranking: score a chunk of users, mask their seen items, take the deterministic top-K.
 
@@ -192,12 +202,7 @@ class TorchTopK:
     def __init__(self, k: int, seen_indptr: torch.Tensor | None = None, seen_indices: torch.Tensor | None = None,
                  memory_budget_mb: float = 256, device: torch.device | str | None = None,
                  n_items: int | None = None) -> None:
-        if (seen_indptr is None) != (seen_indices is None):
-            raise ValueError("give both seen_indptr and seen_indices, or neither")
-        if isinstance(k, bool) or int(k) != k or k < 1:
-            raise ConfigError(f"top-K cut-off must be a positive integer, got {k!r}", field="metric.ks")
-        chunk_size_for(1, memory_budget_mb)  # validates the budget early
-        self.k = int(k)
+        self.k = check_ranker_args(k, seen_indptr, seen_indices, memory_budget_mb)
         self.memory_budget_mb = memory_budget_mb
         self.device = torch.device(device) if device is not None else None
         if seen_indptr is not None:

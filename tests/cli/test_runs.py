@@ -71,7 +71,8 @@ def test_resume_after_crash_reaches_the_uninterrupted_metrics(compose_train, tmp
     crash = {"_target_": "tests.cli.test_runs.CrashAtStep", "step": 3 * steps_per_epoch + 2}  # mid-epoch 3
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(with_callbacks(compose_train(*args, run_dir=run_dir), crash))
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
+    assert not (run_dir / "metrics.json").exists()
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 2  # the last completed epoch
 
     resumed = train(compose_train(*args, "resume=true", run_dir=run_dir))
     assert resumed["resumed_from"].endswith("last.ckpt")
