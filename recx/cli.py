@@ -257,11 +257,14 @@ def data_main(args: list[str]) -> int:
     explicit = ns.modalities is not None
     modalities = [m for m in (ns.modalities.split(",") if explicit else cfg.dataset.get("modalities") or []) if m]
     data = prep.prepare(source, split, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)
+    if ns.force:  # features of the old build are stale too
+        for stale in prep.prepared_dir_of(source, split, data_dir).glob("feat_*.npy"):
+            stale.unlink()
     built = []
     for modality in modalities:
         try:
-            data = prep.prepare(source, split, data_dir, modalities=(*built, modality), from_dir=ns.from_dir,
-                                force=ns.force, log=out.print)
+            # raw files are in place and interactions (re)built by now: only the feature is new
+            data = prep.prepare(source, split, data_dir, modalities=(*built, modality), log=out.print)
             built.append(modality)
         except RecxError as exc:
             if explicit:

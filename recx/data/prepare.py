@@ -115,13 +115,19 @@ def prepare(source: Any, split: Any, data_dir: Path | None = None, *, modalities
     if unknown:
         raise DataError(f"dataset '{source.name}' has no modality {unknown}", field="dataset.modalities",
                         fix=f"choose a subset of {list(source.modalities)}")
-    raw_dir = raw_dir_of(source, data_dir)
+    fetched: list[Path] = []
+
+    def raw_files() -> Path:
+        """The verified raw folder, fetched at most once per call (a --from copy is not repeated)."""
+        if not fetched:
+            fetched.append(download(source, data_dir, from_dir=from_dir, mirror=mirror, log=log))
+        return fetched[0]
+
     if has_unverified_files(source) or from_dir is not None:
-        # unpinned files must be present (and fresh from --from) to know which cache matches them
-        raw_dir = download(source, data_dir, from_dir=from_dir, mirror=mirror, log=log)
+        raw_files()  # unpinned files must be present (and fresh from --from) to know which cache matches them
     out_dir = prepared_dir_of(source, split, data_dir)
     if force or not (out_dir / "interactions.pt").is_file():
-        raw_dir = download(source, data_dir, from_dir=from_dir, mirror=mirror, log=log)
+        raw_dir = raw_files()
         log(f"reading {source.name} from {raw_dir}")
         raw = source.read(raw_dir)
         frame, user_ids, item_ids = index_raw(raw)
@@ -143,8 +149,7 @@ def prepare(source: Any, split: Any, data_dir: Path | None = None, *, modalities
     for modality in modalities:
         path = out_dir / f"feat_{modality}.npy"
         if force or not path.is_file():
-            if source.file_sets():
-                raw_dir = download(source, data_dir, from_dir=from_dir, mirror=mirror, log=log)
+            raw_dir = raw_files() if source.file_sets() else raw_dir_of(source, data_dir)
             log(f"building '{modality}' features for {source.name}")
             feat = source.feature(modality, raw_dir, data.item_ids)
             check_features(feat, data.n_items, modality)

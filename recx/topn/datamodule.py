@@ -64,6 +64,7 @@ class TopNDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.data = data
         self._train_keys: torch.Tensor | None = None
+        self._csr_cache: dict = {}
 
     # ------------------------------------------------------------------ data
     def prepare_data(self) -> None:
@@ -80,10 +81,17 @@ class TopNDataModule(pl.LightningDataModule):
     def seen_csr(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Items masked when ranking for ``split``: train items, plus valid items at test time (configurable)."""
         splits = ("train", "valid") if split == "test" and self.mask_valid_at_test else ("train",)
-        return self.data.seen_csr(splits)
+        return self._cached(("seen", splits), lambda: self.data.seen_csr(splits))
 
     def truth_csr(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return pairs_to_csr(self.data.split(split), self.data.n_users, self.data.n_items)
+        return self._cached(("truth", split),
+                            lambda: pairs_to_csr(self.data.split(split), self.data.n_users, self.data.n_items))
+
+    def _cached(self, key, compute):
+        """Evaluation indexes are fixed once the data is loaded: build them once, not every validation epoch."""
+        if key not in self._csr_cache:
+            self._csr_cache[key] = compute()
+        return self._csr_cache[key]
 
     def eval_users(self, split: str) -> torch.Tensor:
         return torch.unique(self.data.split(split)[:, 0])
