@@ -20,10 +20,12 @@ METRIC_ORDER = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map", "covera
 
 
 def metric_sort_key(name: str) -> tuple:
-    """Accuracy metrics first (in the order of the metric config), then beyond-accuracy ones; by cut-off within."""
-    base, _, k = name.partition("@")
+    """Accuracy metrics first (in the order of the metric config), then beyond-accuracy ones, then the cold-start
+    view (``cold/...``); by cut-off within."""
+    view, _, rest = name.rpartition("/")
+    base, _, k = rest.partition("@")
     rank = METRIC_ORDER.index(base) if base in METRIC_ORDER else len(METRIC_ORDER)
-    return (rank, base, int(k) if k.isdigit() else 0)
+    return (view, rank, base, int(k) if k.isdigit() else 0)
 
 
 def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None = None) -> None:
@@ -36,7 +38,7 @@ def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None =
         table.add_column(s, justify="right")
     for name in names:
         table.add_row(name, *(f"{results[s][name]:.4f}" if name in results[s] else "" for s in splits))
-    for count in ("n_users", "n_skipped_users"):
+    for count in ("n_users", "n_skipped_users", "cold/n_items", "cold/n_users"):
         if any(count in results[s] for s in splits):
             table.add_row(count.replace("n_", "").replace("_", " "),
                           *(f"{int(results[s].get(count, 0))}" for s in splits))

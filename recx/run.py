@@ -94,7 +94,8 @@ def build_module(cfg: DictConfig, net):
     optim = {k: cfg.model[k] for k in MODULE_KEYS if k in cfg.model}
     return TopNModule(net, metrics=list(cfg.metric.metrics), ks=list(cfg.metric.ks), monitor=cfg.metric.monitor,
                       scorer=cfg.metric.get("scorer", "torch"),
-                      memory_budget_mb=cfg.metric.get("memory_budget_mb", 256), **optim)
+                      memory_budget_mb=cfg.metric.get("memory_budget_mb", 256),
+                      cold_threshold=cfg.metric.get("cold_threshold"), seed=cfg.seed, **optim)
 
 
 def check_hardware(hardware: DictConfig) -> None:
@@ -165,6 +166,9 @@ def conventions(cfg: DictConfig, dm) -> dict:
         "masked_at_validation": ["train"],
         "masked_at_test": ["train", "valid"] if dm.mask_valid_at_test else ["train"],
         "evaluated_users": "users with at least one held-out item in the split; the others are counted as skipped",
+        "cold_items": (f"cold/* metrics: the same top-K lists judged only on held-out items with at most "
+                       f"{cfg.metric.get('cold_threshold')} training interactions, over users who have such items")
+        if cfg.metric.get("cold_threshold") is not None else None,
         "model_selection": f"checkpoint with the best validation {cfg.metric.monitor}; test metrics are never used "
                            "for selection or early stopping",
         "split": describe(dm.split_strategy) if dm.split_strategy is not None else None,

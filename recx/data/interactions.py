@@ -67,6 +67,8 @@ class InteractionData:
     item_ids: list[str]
     item_features: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: folder of the prepared cache (derived artefacts such as kNN graphs are stored there); None for in-memory data
+    cache_dir: str | None = None
 
     # ------------------------------------------------------------------ queries
     def split(self, name: str) -> torch.Tensor:
@@ -153,7 +155,7 @@ class InteractionData:
                             fix="delete the folder and run `recx data prepare <dataset>` again") from exc
         meta_path = directory / "meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        data = cls(meta=meta, **payload)
+        data = cls(meta=meta, cache_dir=str(directory), **payload)
         for name in modalities:
             data.item_features[name] = load_feature(directory, name)
         return data

@@ -87,6 +87,19 @@ class TopNDataModule(pl.LightningDataModule):
         return self._cached(("truth", split),
                             lambda: pairs_to_csr(self.data.split(split), self.data.n_users, self.data.n_items))
 
+    def cold_items(self, threshold: int) -> torch.Tensor:
+        """Items with at most ``threshold`` training interactions (boolean ``[n_items]``)."""
+        return self.data.item_popularity() <= threshold
+
+    def cold_truth_csr(self, split: str, threshold: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Held-out pairs of ``split`` restricted to cold items, as CSR, plus the number of cold items."""
+        def build():
+            cold = self.cold_items(threshold)
+            pairs = self.data.split(split)
+            indptr, indices = pairs_to_csr(pairs[cold[pairs[:, 1]]], self.data.n_users, self.data.n_items)
+            return indptr, indices, int(cold.sum())
+        return self._cached(("cold", split, threshold), build)
+
     def _cached(self, key, compute):
         """Evaluation indexes are fixed once the data is loaded: build them once, not every validation epoch."""
         if key not in self._csr_cache:

@@ -48,3 +48,43 @@ class _SymmetricSparseMatmul(torch.autograd.Function):
 def symmetric_spmm(adjacency: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     """Propagate ``dense`` over a symmetric sparse ``adjacency`` (e.g. :func:`normalized_bipartite_adjacency`)."""
     return _SymmetricSparseMatmul.apply(adjacency, dense)
+
+
+def lightgcn_propagate(adjacency: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """LightGCN's layer combination: ``mean(E, ÂE, Â²E, …, Â^L E)`` over a symmetric normalised adjacency."""
+    layers = [ego]
+    x = ego
+    for _ in range(n_layers):
+        x = symmetric_spmm(adjacency, x)
+        layers.append(x)
+    return torch.stack(layers).mean(0)
+
+
+def train_adjacency(data) -> torch.Tensor:
+    """The normalised user–item adjacency of ``data``'s training pairs, built once per dataset object.
+
+    Several models (and plug-ins wrapping them) in one process share it; it is derived data, never checkpointed.
+    """
+    cache = data.__dict__.setdefault("_derived", {})
+    if "train_adjacency" not in cache:
+        cache["train_adjacency"] = normalized_bipartite_adjacency(data.train, data.n_users, data.n_items)
+    return cache["train_adjacency"]
+
+
+def sample_edges_by_degree(pairs: torch.Tensor, n_users: int, n_items: int, keep_ratio: float,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Keep ``keep_ratio`` of the user–item edges, sampled without replacement ∝ ``1/sqrt(d_u · d_i)``.
+
+    FREEDOM's degree-sensitive edge pruning: edges between high-degree nodes are the likeliest to be dropped, so
+    training does not over-smooth towards popular items. Returns the kept ``[m, 2]`` pairs.
+    """
+    if not 0.0 < keep_ratio <= 1.0:
+        raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
+    n_keep = max(1, int(round(keep_ratio * pairs.shape[0])))
+    if n_keep >= pairs.shape[0]:
+        return pairs
+    d_u = torch.bincount(pairs[:, 0], minlength=n_users).float()
+    d_i = torch.bincount(pairs[:, 1], minlength=n_items).float()
+    probs = (d_u[pairs[:, 0]] * d_i[pairs[:, 1]]).pow(-0.5)
+    kept = torch.multinomial(probs, n_keep, replacement=False, generator=generator)
+    return pairs[kept]

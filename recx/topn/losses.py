@@ -18,3 +18,20 @@ def l2_penalty(*embeddings: torch.Tensor, batch_size: int) -> torch.Tensor:
     table, as in LightGCN and MMRec. Multiply by ``reg_weight`` at the call site.
     """
     return sum(e.pow(2).sum() for e in embeddings) / (2.0 * batch_size)
+
+
+def info_nce(anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """In-batch InfoNCE: row i of ``anchors`` should match row i of ``positives`` against every other row.
+
+    Cosine similarities divided by ``temperature``; the other rows of the batch are the negatives (SimCLR-style, one
+    direction). Used by SLMRec, BM3 variants, AlignRec and DRAGON-style contrastive terms.
+    """
+    a = F.normalize(anchors, dim=-1)
+    p = F.normalize(positives, dim=-1)
+    logits = a @ p.T / temperature
+    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+
+
+def negative_cosine(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean(1 - cos(predicted, stop_grad(target)))``: BYOL/BM3's alignment without negatives."""
+    return (1.0 - F.cosine_similarity(predicted, target.detach(), dim=-1)).mean()

@@ -57,6 +57,10 @@ class TopNModel(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         raise NotImplementedError
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Per-epoch work before training batches (e.g. FREEDOM's edge pruning). The global RNG is already seeded
+        from ``(seed, epoch)`` by the module, so random choices here and in ``loss`` replay exactly on resume."""
+
     def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
 

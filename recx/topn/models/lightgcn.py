@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from recx.data.interactions import InteractionData
-from recx.topn.graph import normalized_bipartite_adjacency, symmetric_spmm
+from recx.topn.graph import lightgcn_propagate, train_adjacency
 from recx.topn.losses import bpr_loss, l2_penalty
 from recx.topn.models.base import TopNModel
 
@@ -26,9 +26,8 @@ class LightGCN(TopNModel):
         self.item_embedding = nn.Embedding(data.n_items, embedding_dim)
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
-        adj = normalized_bipartite_adjacency(data.train, data.n_users, data.n_items)
         # Not a buffer: it is derived from the data, not learned, so it stays out of checkpoints.
-        self.adjacency = adj
+        self.adjacency = train_adjacency(data)
 
     def _apply(self, fn, *args, **kwargs):
         # Keep the (non-buffer) adjacency on the same device as the parameters.
@@ -38,12 +37,7 @@ class LightGCN(TopNModel):
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        layers = [ego]
-        x = ego
-        for _ in range(self.n_layers):
-            x = symmetric_spmm(self.adjacency, x)
-            layers.append(x)
-        final = torch.stack(layers).mean(0)
+        final = lightgcn_propagate(self.adjacency, ego, self.n_layers)
         return final[: self.n_users], final[self.n_users:]
 
     def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:

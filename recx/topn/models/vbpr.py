@@ -14,27 +14,9 @@ import torch
 from torch import nn
 
 from recx.data.interactions import InteractionData
-from recx.errors import ConfigError
+from recx.topn.features import stack_features
 from recx.topn.losses import bpr_loss, l2_penalty
 from recx.topn.models.base import TopNModel
-
-
-def stack_features(data: InteractionData, feature_norm: str = "none") -> torch.Tensor:
-    """Concatenate the loaded modalities into one ``[n_items, F]`` matrix, optionally normalised per column."""
-    if not data.item_features:
-        raise ConfigError(
-            f"this model reads item features but dataset '{data.name}' was loaded without any",
-            field="dataset.modalities", fix="set dataset.modalities (e.g. [image,text]) or use an ID-based model",
-        )
-    feats = torch.cat([f.float() for f in data.item_features.values()], dim=1)
-    if feature_norm == "standard":
-        feats = (feats - feats.mean(0)) / feats.std(0).clamp_min(1e-6)
-    elif feature_norm == "l2":
-        feats = nn.functional.normalize(feats, dim=1)
-    elif feature_norm != "none":
-        raise ConfigError(f"unknown feature_norm '{feature_norm}'", field="model.feature_norm",
-                          fix="use none, standard or l2")
-    return feats
 
 
 class VBPR(TopNModel):
