@@ -22,32 +22,68 @@ def normalized_bipartite_adjacency(pairs: torch.Tensor, n_users: int, n_items: i
     inv_sqrt = degree.pow(-0.5)
     inv_sqrt[degree == 0] = 0.0
     values = inv_sqrt[rows] * inv_sqrt[cols]
-    adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=True).coalesce()
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": CSR @ dense (with autograd) is what we use
-        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
-        return adj.to_sparse_csr()
+    return to_csr(torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=True).coalesce())
 
 
-class _SymmetricSparseMatmul(torch.autograd.Function):
-    """``A @ X`` for a symmetric sparse ``A``, whose gradient w.r.t. ``X`` is ``Aᵀ G = A G``.
+class _SparseMatmul(torch.autograd.Function):
+    """``A @ X`` for a constant sparse ``A`` whose transpose ``Aᵀ`` is given: the gradient w.r.t. ``X`` is ``Aᵀ G``.
 
-    torch's generic sparse backward transposes ``A`` on every call; with a symmetric normalised adjacency that
-    transpose is the matrix itself, so reusing it makes LightGCN-style propagation several times cheaper to train.
+    torch's generic sparse backward transposes ``A`` on every call; passing the transpose once (or ``A`` itself when
+    it is symmetric, as a normalised adjacency is) makes graph propagation several times cheaper to train.
     """
 
     @staticmethod
-    def forward(ctx, adjacency: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        ctx.adjacency = adjacency
-        return adjacency @ dense
+    def forward(ctx, matrix: torch.Tensor, transpose: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        ctx.transpose = transpose
+        return matrix @ dense
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return None, ctx.adjacency @ grad
+        return None, None, ctx.transpose @ grad
+
+
+def sparse_matmul(matrix: torch.Tensor, transpose: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """``matrix @ dense`` with a cheap backward, for a constant sparse ``matrix`` and its precomputed ``transpose``."""
+    return _SparseMatmul.apply(matrix, transpose, dense)
 
 
 def symmetric_spmm(adjacency: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     """Propagate ``dense`` over a symmetric sparse ``adjacency`` (e.g. :func:`normalized_bipartite_adjacency`)."""
-    return _SymmetricSparseMatmul.apply(adjacency, dense)
+    return _SparseMatmul.apply(adjacency, adjacency, dense)
+
+
+def to_csr(coo: torch.Tensor) -> torch.Tensor:
+    """COO → CSR (CSR @ dense is the fast path on CPU), without torch's "CSR support is in beta" warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        return coo.to_sparse_csr()
+
+
+def transpose_csr(matrix: torch.Tensor) -> torch.Tensor:
+    """The transpose of a CSR matrix, as CSR."""
+    return to_csr(matrix.to_sparse_coo().t().coalesce())
+
+
+def bipartite_aggregation_adjacency(pairs: torch.Tensor, n_users: int, n_items: int,
+                                    aggregation: str = "mean") -> torch.Tensor:
+    """The user–item graph as a sparse CSR ``[U+I, U+I]`` aggregation matrix (users first, then items).
+
+    ``"sum"``: the 0/1 adjacency ``A`` (deduplicated training pairs, both directions, no self loops);
+    ``"mean"``: ``D⁻¹A``, each row divided by its node's degree, so ``(D⁻¹A) x`` averages the neighbours of each node
+    (rows of isolated nodes stay empty). Not symmetric for ``mean``: propagate with :func:`sparse_matmul`.
+    """
+    from recx.errors import ConfigError
+
+    if aggregation not in ("mean", "sum"):
+        raise ConfigError(f"unknown aggregation '{aggregation}'", field="model.aggregation", fix="use mean or sum")
+    keys = torch.unique(pairs[:, 0].long() * n_items + pairs[:, 1].long())
+    users, items = keys // n_items, keys % n_items + n_users
+    rows, cols = torch.cat([users, items]), torch.cat([items, users])
+    n = n_users + n_items
+    values = torch.ones(rows.shape[0])
+    if aggregation == "mean":
+        values = 1.0 / torch.bincount(rows, minlength=n).float()[rows]
+    return to_csr(torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=True).coalesce())
 
 
 def lightgcn_propagate(adjacency: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from recx.errors import ConfigError
 from recx.scoring.topk import topk_deterministic
+from recx.topn.graph import sparse_matmul, to_csr
 
 
 @dataclass
@@ -39,10 +40,15 @@ class KNNGraph:
 
     def propagate(self, x: torch.Tensor) -> torch.Tensor:
         """``A @ x``: row i becomes ``Σ_j weights[i, j] · x[indices[i, j]]``."""
-        return (self.weights.unsqueeze(-1) * x[self.indices]).sum(dim=1)
+        # index_select (not x[indices]): its backward is an exact, deterministic scatter on every device
+        neighbours = x.index_select(0, self.indices.reshape(-1)).view(*self.indices.shape, x.shape[-1])
+        return (self.weights.unsqueeze(-1) * neighbours).sum(dim=1)
 
     def to(self, device) -> "KNNGraph":
         return KNNGraph(self.indices.to(device), self.weights.to(device))
+
+    def detach(self) -> "KNNGraph":
+        return KNNGraph(self.indices, self.weights.detach())
 
     def to_dense(self) -> torch.Tensor:
         n = self.n_nodes
@@ -72,8 +78,45 @@ class CombinedGraph:
     def propagate(self, x: torch.Tensor) -> torch.Tensor:
         return sum(c * g.propagate(x) for c, g in self.parts)
 
+    def to(self, device) -> "CombinedGraph":
+        return CombinedGraph([(c.to(device) if torch.is_tensor(c) else c, g.to(device)) for c, g in self.parts])
+
+    def detach(self) -> "CombinedGraph":
+        return CombinedGraph([(c.detach() if torch.is_tensor(c) else c, g.detach()) for c, g in self.parts])
+
     def to_dense(self) -> torch.Tensor:
         return sum(c * g.to_dense() for c, g in self.parts)
+
+
+class FixedSparseGraph:
+    """A frozen (not learned) kNN graph, or weighted sum of kNN graphs, as a CSR matrix for fast propagation.
+
+    :class:`KNNGraph.propagate` gathers ``x[indices]`` (``[n, k, d]``) and scatters it back in the backward pass,
+    which costs 6–20× a CSR product for fixed weights (measured: 943 users × 40 neighbours × 128-d, 29 ms vs 1.6 ms
+    forward + backward; MMRec's ``User_Graph_sample`` does the same gather). The graph's values are those of
+    ``to_dense()`` of the kNN graph, so ``propagate`` is the same ``A @ x``.
+    """
+
+    def __init__(self, matrix: torch.Tensor, transpose: torch.Tensor) -> None:
+        self.matrix, self.transpose = matrix, transpose
+
+    @classmethod
+    def from_knn(cls, graph: KNNGraph | CombinedGraph) -> "FixedSparseGraph":
+        parts = graph.parts if isinstance(graph, CombinedGraph) else [(1.0, graph)]
+        scaled = [float(c) * g.to_sparse() for c, g in parts]
+        coo = torch.sparse_coo_tensor(torch.cat([m.indices() for m in scaled], dim=1),
+                                      torch.cat([m.values() for m in scaled]), scaled[0].shape,
+                                      check_invariants=True).coalesce()
+        return cls(to_csr(coo), to_csr(coo.t().coalesce()))
+
+    def propagate(self, x: torch.Tensor) -> torch.Tensor:
+        return sparse_matmul(self.matrix, self.transpose, x)
+
+    def to(self, device) -> "FixedSparseGraph":
+        return FixedSparseGraph(self.matrix.to(device), self.transpose.to(device))
+
+    def to_dense(self) -> torch.Tensor:
+        return self.matrix.to_dense()
 
 
 def chunk_rows_for(n: int, memory_budget_mb: float = 256.0) -> int:
@@ -115,7 +158,7 @@ def normalize_weights(indices: torch.Tensor, weights: torch.Tensor, mode: str = 
         return weights / degree.unsqueeze(1)
     if mode == "sym":
         inv_sqrt = degree.pow(-0.5)
-        return weights * inv_sqrt.unsqueeze(1) * inv_sqrt[indices]
+        return weights * inv_sqrt.unsqueeze(1) * inv_sqrt.index_select(0, indices.reshape(-1)).view_as(indices)
     raise ConfigError(f"unknown kNN normalisation '{mode}'", fix="use sym, rw or none")
 
 
@@ -141,7 +184,8 @@ def learned_knn_graph(embeddings: torch.Tensor, k: int, *, normalization: str = 
     """
     indices, _ = topk_cosine(embeddings.detach(), k, include_self=include_self, memory_budget_mb=memory_budget_mb)
     normed = F.normalize(embeddings, dim=1)
-    weights = (normed.unsqueeze(1) * normed[indices]).sum(-1).clamp_min(0.0)
+    neighbours = normed.index_select(0, indices.reshape(-1)).view(*indices.shape, normed.shape[-1])  # exact backward
+    weights = (normed.unsqueeze(1) * neighbours).sum(-1).clamp_min(0.0)
     return KNNGraph(indices, normalize_weights(indices, weights, normalization))
 
 
@@ -204,3 +248,17 @@ def cached_knn_graph(data, modality: str, k: int, *, weighting: str = "binary", 
     if path is not None:
         atomic_write(path, lambda f: torch.save({"indices": graph.indices, "weights": graph.weights}, f))
     return graph
+
+
+def user_cooccurrence_graph(data, k: int) -> KNNGraph:
+    """Each user's ``k`` users with the most co-interacted training items, weights = raw co-occurrence counts.
+
+    recx's replacement for MMRec's precomputed ``user_graph_dict.npy`` (DualGNN, DRAGON): built from ``data.train`` on
+    first use and cached on the dataset object (derived data, never checkpointed), so models in one process share it.
+    Users with fewer than ``k`` co-interacting users have zero-count padding edges (see :func:`cooccurrence_knn`).
+    """
+    cache = data.__dict__.setdefault("_derived", {})
+    key = f"user_cooccurrence_k{k}"
+    if key not in cache:
+        cache[key] = cooccurrence_knn(data.train, data.n_users, data.n_items, k, normalization="none")
+    return cache[key]

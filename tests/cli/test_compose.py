@@ -75,3 +75,16 @@ def test_help_lists_groups_and_choices(capsys):
 
 def test_sweep_first_job_overrides():
     assert cli.first_of_sweep(["model.lr=1e-3,1e-2", "model=bpr"]) == ["model.lr=0.001", "model=bpr"]
+
+
+@pytest.mark.parametrize("experiment", cli.group_choices("experiment"))
+def test_every_experiment_composes(experiment):
+    cfg = cli.compose("train", [f"experiment={experiment}"])
+    cli.check_compatibility(cfg)
+    assert cfg.run_name
+
+
+def test_dataset_model_specialisation_applies_only_to_its_pair():
+    assert cli.compose("train", ["dataset=amazon_baby", "model=bm3"]).model.reg_weight == 0.1
+    assert cli.compose("train", ["dataset=amazon_sports", "model=bm3"]).model.reg_weight == 0.01
+    assert cli.compose("train", ["dataset=ml100k", "model=lightgcn"]).model.n_layers == 3  # no specialisation file

@@ -11,6 +11,10 @@ implements RecBole's single full-ranking contract, typed:
   faiss backend can be used;
 * ``item_representations() -> Tensor [n_items, d]``: what the item side has learned (used by LIS/AIS).
 
+Gather rows with ``index_select`` (or ``nn.Embedding``), not ``x[idx]``, on anything that needs gradients: on CPU with
+several threads the backward of advanced indexing accumulates repeated indices in a thread-dependent order, so two
+identically seeded runs drift apart by ~1e-9 and stop being reproducible.
+
 Whatever is expensive to derive for scoring (e.g. LightGCN's propagated embeddings) is cached while the module is in
 eval mode and dropped as soon as it goes back to training, so evaluation never recomputes it per batch and training
 never sees stale values.

@@ -46,7 +46,7 @@ class LightGCN(TopNModel):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users_all, items_all = self.propagate()
         users, pos, neg = batch["users"], batch["pos"], batch["neg"]
-        u, i, j = users_all[users], items_all[pos], items_all[neg]
+        u, i, j = users_all.index_select(0, users), items_all.index_select(0, pos), items_all.index_select(0, neg)
         ranking = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
         reg = l2_penalty(self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg),
                          batch_size=users.shape[0])

@@ -26,7 +26,8 @@ class VBPR(TopNModel):
                  feature_norm: str = "none") -> None:
         super().__init__(data.n_users, data.n_items)
         self.reg_weight = reg_weight
-        self.register_buffer("features", stack_features(data, feature_norm))
+        # derived from the data (rebuilt at load time), so kept out of checkpoints
+        self.register_buffer("features", stack_features(data, feature_norm), persistent=False)
         self.projection = nn.Linear(self.features.shape[1], embedding_dim)
         self.user_embedding = nn.Embedding(data.n_users, 2 * embedding_dim)
         self.item_embedding = nn.Embedding(data.n_items, embedding_dim)
