@@ -37,3 +37,23 @@ def normalize_features(feats: torch.Tensor, feature_norm: str) -> torch.Tensor:
 def stack_features(data: InteractionData, feature_norm: str = "none") -> torch.Tensor:
     """All loaded modalities concatenated into one ``[n_items, Σd]`` matrix (VBPR's content vector)."""
     return torch.cat(list(modality_features(data, feature_norm).values()), dim=1)
+
+
+#: MMRec's ``mm_image_weight`` 0.1 (FREEDOM, DRAGON): the item–item graph is 0.1·S_image + 0.9·S_text.
+DEFAULT_MODALITY_WEIGHTS = {"image": 0.1, "text": 0.9}
+
+
+def modality_weights(modalities: list[str], weights: dict[str, float] | None = None,
+                     default: float = 1.0) -> list[float]:
+    """Weights of the loaded ``modalities`` (names missing from ``weights`` get ``default``), normalised to sum 1.
+
+    With ``image`` and ``text`` loaded this reproduces MMRec's 0.1/0.9; a single modality gets weight 1.
+    """
+    table = dict(DEFAULT_MODALITY_WEIGHTS if weights is None else weights)
+    raw = [float(table.get(m, default)) for m in modalities]
+    if any(w < 0 for w in raw) or sum(raw) <= 0:
+        raise ConfigError(f"modality weights {dict(zip(modalities, raw))} must be >= 0 with a positive sum",
+                          field="model.modality_weights", fix="give every loaded modality a weight >= 0, e.g. "
+                                                              "{image: 0.1, text: 0.9}")
+    total = sum(raw)
+    return [w / total for w in raw]

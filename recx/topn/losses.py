@@ -35,3 +35,19 @@ def info_nce(anchors: torch.Tensor, positives: torch.Tensor, temperature: float 
 def negative_cosine(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``mean(1 - cos(predicted, stop_grad(target)))``: BYOL/BM3's alignment without negatives."""
     return (1.0 - F.cosine_similarity(predicted, target.detach(), dim=-1)).mean()
+
+
+def gather_triplet(users_all: torch.Tensor, items_all: torch.Tensor,
+                   batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch's user, positive-item and negative-item rows of full ``[n, d]`` tables.
+
+    ``index_select`` rather than ``x[idx]``: the latter's backward accumulates repeated indices in a thread-dependent
+    order on CPU, which makes identically seeded runs drift apart.
+    """
+    return (users_all.index_select(0, batch["users"]), items_all.index_select(0, batch["pos"]),
+            items_all.index_select(0, batch["neg"]))
+
+
+def triplet_bpr(u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """BPR of inner-product scores ``⟨u, i⟩`` over ``⟨u, j⟩``."""
+    return bpr_loss((u * i).sum(-1), (u * j).sum(-1))

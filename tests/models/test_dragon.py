@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from recx.errors import ConfigError
-from recx.topn.models.dragon import DRAGON, item_graph_coefficients
+from recx.topn.features import modality_weights as item_graph_coefficients
+from recx.topn.models.dragon import DRAGON
 from recx.topn.models.dualgnn import DualGNN, user_cooccurrence_graph
 from tests.models.test_dualgnn import N_ITEMS, N_USERS, dense_user_graph, tiny_data
 

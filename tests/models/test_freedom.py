@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from recx.data.interactions import InteractionData
 from recx.errors import ConfigError
-from recx.topn.models.freedom import FREEDOM, resolve_modality_weights
+from recx.topn.features import modality_weights as resolve_modality_weights
+from recx.topn.models.freedom import FREEDOM
 
 N_USERS, N_ITEMS = 8, 12
 

@@ -57,25 +57,9 @@ import torch
 
 from recx.data.interactions import InteractionData
 from recx.errors import ConfigError
-from recx.topn.knn import CombinedGraph, cached_knn_graph
-from recx.topn.knn import FixedSparseGraph
+from recx.topn.features import modality_weights as resolve_modality_weights
+from recx.topn.knn import CombinedGraph, FixedSparseGraph, cached_knn_graph
 from recx.topn.models.dualgnn import _DualGraphBase
-
-#: MMRec/DRAGON: ``mm_adj = mm_image_weight · S_image + (1 - mm_image_weight) · S_text`` with mm_image_weight 0.1.
-DEFAULT_MODALITY_WEIGHTS = {"image": 0.1, "text": 0.9}
-
-
-def item_graph_coefficients(modalities: list[str], modality_weights: dict[str, float] | None,
-                            default_weight: float = 1.0) -> list[float]:
-    """Weights of the per-modality item graphs, normalised over the loaded ``modalities`` to sum to 1."""
-    table = DEFAULT_MODALITY_WEIGHTS if modality_weights is None else modality_weights
-    raw = [float(table.get(m, default_weight)) for m in modalities]
-    if any(w < 0 for w in raw) or sum(raw) <= 0:
-        raise ConfigError(f"modality weights {dict(zip(modalities, raw))} must be >= 0 with a positive sum",
-                          field="model.modality_weights", fix="e.g. {image: 0.1, text: 0.9}")
-    total = sum(raw)
-    return [w / total for w in raw]
-
 
 class DRAGON(_DualGraphBase):
     """DRAGON (ECAI 2023): heterogeneous + homogeneous (item–item, user–user) graphs, attentive concatenation.
@@ -91,7 +75,7 @@ class DRAGON(_DualGraphBase):
         if n_mm_layers < 0 or user_layers < 0:
             raise ConfigError("n_mm_layers and user_layers must be >= 0", field="model.n_mm_layers")
         self.n_mm_layers, self.user_layers = n_mm_layers, user_layers
-        self.item_coefficients = item_graph_coefficients(self.modalities, modality_weights, default_modality_weight)
+        self.item_coefficients = resolve_modality_weights(self.modalities, modality_weights, default_modality_weight)
         # Frozen, derived from the raw features: an attribute (not a buffer), cached on disk per modality.
         self.item_graph = FixedSparseGraph.from_knn(CombinedGraph([
             (c, cached_knn_graph(data, m, knn_k, weighting="binary", normalization="sym"))

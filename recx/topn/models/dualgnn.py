@@ -65,7 +65,7 @@ from recx.topn.features import modality_features
 from recx.topn.graph import lightgcn_propagate, train_adjacency
 from recx.topn.knn import FixedSparseGraph, KNNGraph, user_cooccurrence_graph
 from recx.topn.layers import Projector
-from recx.topn.losses import bpr_loss
+from recx.topn.losses import gather_triplet, triplet_bpr
 from recx.topn.models.base import TopNModel
 
 LN2 = math.log(2.0)
@@ -169,13 +169,8 @@ class _DualGraphBase(TopNModel):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users_all, items_all = self.propagate()
-        users, pos, neg = batch["users"], batch["pos"], batch["neg"]
-        # index_select, not ``x[idx]``: the backward of advanced indexing (index_put_ with accumulate) sums repeated
-        # rows in a thread-dependent order on CPU, so gradients would differ in the last bits from run to run.
-        u = users_all.index_select(0, users)
-        i, j = items_all.index_select(0, pos), items_all.index_select(0, neg)
-        ranking = bpr_loss((u * i).sum(-1), (u * j).sum(-1)) / LN2  # log₂, as MMRec
-        return ranking + self.reg_weight * self.regularizer(users)
+        ranking = triplet_bpr(*gather_triplet(users_all, items_all, batch)) / LN2  # log₂, as MMRec
+        return ranking + self.reg_weight * self.regularizer(batch["users"])
 
 
 class DualGNN(_DualGraphBase):

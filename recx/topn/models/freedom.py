@@ -42,27 +42,12 @@ from torch import nn
 from recx.data.interactions import InteractionData
 from recx.errors import ConfigError
 from recx.topn.features import modality_features
+from recx.topn.features import modality_weights as resolve_modality_weights
 from recx.topn.graph import lightgcn_propagate, normalized_bipartite_adjacency, sample_edges_by_degree, train_adjacency
 from recx.topn.knn import CombinedGraph, FixedSparseGraph, cached_knn_graph
 from recx.topn.layers import Projector
-from recx.topn.losses import bpr_loss
+from recx.topn.losses import gather_triplet, triplet_bpr
 from recx.topn.models.base import TopNModel
-
-#: MMRec's mm_image_weight = 0.1 (text gets the rest)
-DEFAULT_MODALITY_WEIGHTS = {"image": 0.1, "text": 0.9}
-
-
-def resolve_modality_weights(modalities: list[str], weights: Mapping[str, float] | None,
-                             default: float) -> list[float]:
-    """Weights of the loaded ``modalities`` (missing names get ``default``), normalised to sum 1."""
-    weights = dict(DEFAULT_MODALITY_WEIGHTS if weights is None else weights)
-    raw = [float(weights.get(m, default)) for m in modalities]
-    if any(w < 0 for w in raw) or sum(raw) <= 0:
-        raise ConfigError(f"modality weights {dict(zip(modalities, raw))} must be >= 0 with a positive sum",
-                          field="model.modality_weights", fix="give every loaded modality a weight >= 0")
-    total = sum(raw)
-    return [w / total for w in raw]
-
 
 class FREEDOM(TopNModel):
     uses_features = True
@@ -144,10 +129,9 @@ class FREEDOM(TopNModel):
         if self.pruned_adjacency is None:  # loss called without an epoch start (e.g. a bare training step)
             self.pruned_adjacency = self.prune_edges()
         users_all, items_all = self.forward_vectors(self.pruned_adjacency)
-        users, pos, neg = batch["users"], batch["pos"], batch["neg"]
-        # index_select (not x[idx]): its backward is deterministic on CPU with several threads
-        u = users_all.index_select(0, users)
-        ranking = bpr_loss((u * items_all.index_select(0, pos)).sum(-1), (u * items_all.index_select(0, neg)).sum(-1))
-        feature_side = sum(bpr_loss((u * proj(feat[pos])).sum(-1), (u * proj(feat[neg])).sum(-1))
+        pos, neg = batch["pos"], batch["neg"]
+        u, i, j = gather_triplet(users_all, items_all, batch)
+        ranking = triplet_bpr(u, i, j)
+        feature_side = sum(triplet_bpr(u, proj(feat.index_select(0, pos)), proj(feat.index_select(0, neg)))
                            for proj, feat in zip(self.projections, self.raw_features()))
         return ranking + self.reg_weight * feature_side

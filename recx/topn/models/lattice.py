@@ -52,7 +52,7 @@ from recx.topn.features import modality_features
 from recx.topn.graph import lightgcn_propagate, train_adjacency
 from recx.topn.knn import CombinedGraph, KNNGraph, cached_knn_graph, learned_knn_graph, normalize_weights
 from recx.topn.layers import Projector
-from recx.topn.losses import bpr_loss, l2_penalty
+from recx.topn.losses import gather_triplet, l2_penalty, triplet_bpr
 from recx.topn.models.base import TopNModel
 
 
@@ -148,7 +148,5 @@ class LATTICE(TopNModel):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users_all, items_all = self.forward_vectors(self._training_graph())
-        users, pos, neg = batch["users"], batch["pos"], batch["neg"]
-        u, i, j = users_all.index_select(0, users), items_all.index_select(0, pos), items_all.index_select(0, neg)
-        ranking = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
-        return ranking + self.reg_weight * l2_penalty(u, i, j, batch_size=users.shape[0])
+        u, i, j = gather_triplet(users_all, items_all, batch)
+        return triplet_bpr(u, i, j) + self.reg_weight * l2_penalty(u, i, j, batch_size=u.shape[0])

@@ -12,7 +12,7 @@ from torch import nn
 
 from recx.data.interactions import InteractionData
 from recx.topn.graph import lightgcn_propagate, train_adjacency
-from recx.topn.losses import bpr_loss, l2_penalty
+from recx.topn.losses import gather_triplet, l2_penalty, triplet_bpr
 from recx.topn.models.base import TopNModel
 
 
@@ -46,8 +46,8 @@ class LightGCN(TopNModel):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users_all, items_all = self.propagate()
         users, pos, neg = batch["users"], batch["pos"], batch["neg"]
-        u, i, j = users_all.index_select(0, users), items_all.index_select(0, pos), items_all.index_select(0, neg)
-        ranking = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
+        u, i, j = gather_triplet(users_all, items_all, batch)
+        ranking = triplet_bpr(u, i, j)
         reg = l2_penalty(self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg),
                          batch_size=users.shape[0])
         return ranking + self.reg_weight * reg

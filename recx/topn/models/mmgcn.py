@@ -42,7 +42,7 @@ from recx.data.interactions import InteractionData
 from recx.errors import ConfigError
 from recx.topn.features import modality_features
 from recx.topn.graph import bipartite_aggregation_adjacency, sparse_matmul, transpose_csr
-from recx.topn.losses import bpr_loss, l2_penalty
+from recx.topn.losses import gather_triplet, l2_penalty, triplet_bpr
 from recx.topn.models.base import TopNModel
 
 
@@ -127,9 +127,7 @@ class MMGCN(TopNModel):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users_all, items_all = self.propagate()
         users, pos, neg = batch["users"], batch["pos"], batch["neg"]
-        # index_select, not x[idx]: the latter's backward (an accumulating index_put) is not deterministic on CPU
-        u = users_all.index_select(0, users)
-        ranking = bpr_loss((u * items_all.index_select(0, pos)).sum(-1), (u * items_all.index_select(0, neg)).sum(-1))
+        ranking = triplet_bpr(*gather_triplet(users_all, items_all, batch))
         ids = self.id_embedding
         reg = l2_penalty(ids.index_select(0, users), ids.index_select(0, self.n_users + pos),
                          ids.index_select(0, self.n_users + neg),
