@@ -44,6 +44,13 @@ def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None =
                           *(f"{int(results[s].get(count, 0))}" for s in splits))
     out = console()
     out.print(table)
+    new = results.get("new_items")
+    if new:
+        line = f"new items: {new['n_new_items']} ranked for every user -> {new['saved']}"
+        if new.get("metrics"):
+            m = new["metrics"]
+            line += "; " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if "@" in k and not k.startswith("cold"))
+        out.print(line, markup=False)
     if run_dir is not None:
         out.print(f"run folder: {run_dir}")
 

@@ -23,10 +23,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from recx.errors import CheckpointError, ConfigError, TrainingError
 
-#: model-config keys that configure the family's LightningModule rather than the model's constructor
-MODULE_KEYS = ("lr", "weight_decay", "lr_decay", "lr_decay_every")
-#: model-config keys that describe the model and are passed to nothing
-META_KEYS = ("name", "family")
 
 
 # --------------------------------------------------------------------------------------------------- building blocks
@@ -35,14 +31,12 @@ def construct(node: Any, **runtime: Any):
 
     Hydra's ``instantiate(cfg, **kwargs)`` would merge the kwargs into the config first, turning dataclass objects
     such as :class:`~recx.data.interactions.InteractionData` into config nodes; here they bypass the config.
-    Nested ``_target_`` nodes in the config are still instantiated by Hydra.
+    Nested nodes are passed as plain dicts (a wrapper model such as MOTOR builds its own backbone from one).
     """
-    from hydra.utils import get_class, instantiate
+    from hydra.utils import get_class
 
     params = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     target = params.pop("_target_")
-    params = {k: instantiate(v, _convert_="all") if isinstance(v, dict) and "_target_" in v else v
-              for k, v in params.items()}
     return get_class(target)(**params, **runtime)
 
 
@@ -78,6 +72,8 @@ def build_datamodule(cfg: DictConfig):
 
 def build_net(model_cfg: DictConfig, data):
     """Instantiate the model from its flat config: ``_target_`` + constructor args (module/meta keys removed)."""
+    from recx.topn.models.base import META_KEYS, MODULE_KEYS
+
     net_cfg = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
                if k not in MODULE_KEYS + META_KEYS}
     model_class(model_cfg)  # a clear error for a bad _target_
@@ -89,6 +85,7 @@ def build_net(model_cfg: DictConfig, data):
 
 
 def build_module(cfg: DictConfig, net):
+    from recx.topn.models.base import MODULE_KEYS
     from recx.topn.module import TopNModule
 
     optim = {k: cfg.model[k] for k in MODULE_KEYS if k in cfg.model}
@@ -185,6 +182,20 @@ def count_parameters(net) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+def model_reports(net) -> dict[str, Any]:
+    """What a model reports about itself: item-side parameters (ID table vs tokens), tokenizer distortion, ..."""
+    from torch import nn
+
+    out: dict[str, Any] = {}
+    if hasattr(net, "item_parameter_count"):
+        out["n_item_parameters"] = net.item_parameter_count()
+    elif isinstance(getattr(net, "item_embedding", None), nn.Embedding):
+        out["n_item_parameters"] = net.item_embedding.weight.numel()
+    if hasattr(net, "tokenizer_report"):
+        out["tokenizer"] = net.tokenizer_report()
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------------- train
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; return the metrics dict that is also written to ``metrics.json``."""
@@ -264,6 +275,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": str(best),
         "resumed_from": str(resume_ckpt) if resume_ckpt else None,
         "n_parameters": count_parameters(net),
+        **model_reports(net),
         "train_time_s": round(train_time, 3),
         "eval_time_s": round(eval_time, 3),
         "data": dm.data.stats(),
@@ -314,6 +326,22 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def score_new_items_file(net, path: str, n_users: int, k: int, run_dir: Path) -> dict[str, Any]:
+    """Rank the items of a features file for every user (ID-free models only); save ``new_items.pt``."""
+    import torch
+
+    from recx.topn.new_items import load_new_items, score_new_items
+
+    if not hasattr(net, "new_item_vectors") or getattr(net, "tokens", None) is None:
+        raise ConfigError("this checkpoint's model cannot score items unseen in training", field="new_items",
+                          fix="train an ID-free model: model=motor (item_representation=motor)")
+    features, pairs = load_new_items(path, list(net.tokens.quantizers))
+    out = score_new_items(net, features, n_users, k=k, pairs=pairs)
+    torch.save({key: out[key] for key in ("users", "top_items", "top_scores")}, run_dir / "new_items.pt")
+    return {"file": str(path), "n_new_items": out["n_new_items"], "saved": str(run_dir / "new_items.pt"),
+            **({"metrics": out["metrics"]} if "metrics" in out else {})}
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Re-score a checkpoint with the training run's data, model and evaluator; write ``metrics.json``."""
     import lightning.pytorch as pl
@@ -361,6 +389,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "epoch": ckpt.get("epoch"),
         split: module.results.get(split, {}),
     }
+    if cfg.get("new_items"):
+        results["new_items"] = score_new_items_file(net, cfg.new_items, dm.data.n_users, cfg.get("new_items_k", 20),
+                                                    run_dir)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg, resolve=True))
     write_json(run_dir / "conventions.json", conventions(run_cfg, dm))
     write_json(run_dir / "metrics.json", results)

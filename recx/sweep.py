@@ -31,6 +31,7 @@ def collect_runs(sweep_dir: Path, monitor: str) -> list[dict[str, Any]]:
             row["valid"] = metrics.get("valid", {})
             row["test"] = metrics.get("test", {})
             row["best_epoch"] = metrics.get("best_epoch")
+            row["n_item_parameters"] = metrics.get("n_item_parameters")
         else:
             row["status"] = "failed"
             text = error_file.read_text().strip() if error_file.is_file() else "no metrics.json (killed?)"
@@ -108,6 +109,7 @@ def aggregate_seeds(rows: list[dict[str, Any]], monitor: str) -> list[dict[str, 
     out = []
     for key, members in groups.items():
         entry: dict[str, Any] = {"params": key, "n": len(members)}
+        entry["n_item_parameters"] = members[0].get("n_item_parameters")
         for split in ("valid", "test"):
             names = sorted(set.intersection(*(set(m[split]) for m in members)))
             for name in names:
@@ -116,6 +118,45 @@ def aggregate_seeds(rows: list[dict[str, Any]], monitor: str) -> list[dict[str, 
                 entry[f"{split}/{name}:std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         out.append(entry)
     return sorted(out, key=lambda e: -e.get(f"valid/{monitor}", float("-inf")))
+
+
+def single_runs_as_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Successful runs in the shape of :func:`aggregate_seeds` groups (n = 1, std 0), for sweeps without seeds."""
+    return [{"params": r["params"], "n": 1, "n_item_parameters": r.get("n_item_parameters"),
+             **{f"{s}/{k}": v for s in ("valid", "test") for k, v in r[s].items()},
+             **{f"{s}/{k}:std": 0.0 for s in ("valid", "test") for k in r[s]}}
+            for r in rows if r["status"] == "ok"]
+
+
+def compare_table(groups: list[dict[str, Any]], key: str, metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Pivot seed-aggregated groups on one override ``key``: one row per remaining setting, the values side by side.
+
+    E.g. ``key = model.item_representation`` puts ID and MOTOR next to each other for every backbone.
+    """
+    values: list[str] = []
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    for g in groups:
+        parts = g["params"].split()
+        chosen = next((p.split("=", 1)[1] for p in parts if p.startswith(key + "=")), None)
+        if chosen is None:
+            continue
+        rest = " ".join(p for p in parts if not p.startswith(key + "=")) or "(base)"
+        values += [chosen] if chosen not in values else []
+        rows.setdefault(rest, {})[chosen] = g
+    header = ["setting"] + [f"{v}: {m}" for v in values for m in metrics] + [f"{v}: item params" for v in values]
+    table = []
+    for rest, by_value in rows.items():
+        cells = [rest]
+        for v in values:
+            for m in metrics:
+                g = by_value.get(v)
+                cells.append("" if g is None or f"test/{m}" not in g
+                             else f"{g[f'test/{m}']:.4f} ± {g[f'test/{m}:std']:.4f}")
+        for v in values:
+            n = (by_value.get(v) or {}).get("n_item_parameters")
+            cells.append(f"{n:,}" if n is not None else "")
+        table.append(cells)
+    return header, table
 
 
 def write_aggregate(groups: list[dict[str, Any]], path: Path) -> None:
@@ -156,10 +197,10 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir() or config.get("task") != "train":
             return
-        summarize(sweep_dir, config.metric.monitor)
+        summarize(sweep_dir, config.metric.monitor, compare=config.get("sweep_compare"))
 
 
-def summarize(sweep_dir: str | Path, monitor: str = "recall@20") -> list[dict[str, Any]]:
+def summarize(sweep_dir: str | Path, monitor: str = "recall@20", compare: str | None = None) -> list[dict[str, Any]]:
     """(Re)build ``summary.csv`` (+ ``summary_by_config.csv``) of a sweep folder and print the tables."""
     sweep_dir = Path(sweep_dir)
     rows = collect_runs(sweep_dir, monitor)
@@ -169,10 +210,25 @@ def summarize(sweep_dir: str | Path, monitor: str = "recall@20") -> list[dict[st
     if groups:
         write_aggregate(groups, sweep_dir / "summary_by_config.csv")
         print_aggregate(groups, monitor, title="mean ± std over seeds, sorted by mean valid")
+    if compare:
+        from rich.table import Table
+
+        from recx.console import console
+
+        header, table_rows = compare_table(groups or single_runs_as_groups(rows), compare,
+                                           [monitor, "ndcg@20", "cold/recall@20"])
+        with open(sweep_dir / "comparison.csv", "w", newline="") as f:
+            csv.writer(f).writerows([header, *table_rows])
+        table = Table(title=f"test metrics by {compare} (mean ± std over seeds)", title_justify="left")
+        for col in header:
+            table.add_column(col, overflow="fold")
+        for r in table_rows:
+            table.add_row(*r)
+        console().print(table)
     return rows
 
 
 if __name__ == "__main__":  # python -m recx.sweep <sweep folder> [monitor]
     import sys
 
-    summarize(sys.argv[1], *sys.argv[2:3])
+    summarize(sys.argv[1], *sys.argv[2:4])

@@ -39,3 +39,19 @@ def test_seed_aggregation_mean_and_std(tmp_path):
     assert groups[0]["valid/recall@20"] == pytest.approx(0.2)
     assert groups[0]["valid/recall@20:std"] == pytest.approx(0.1414213, rel=1e-5)  # sample std of (0.1, 0.3)
     assert groups[1]["n"] == 2 and groups[1]["test/recall@20:std"] == 0.0
+
+
+def test_compare_table_puts_the_compared_values_side_by_side(tmp_path):
+    from recx.sweep import compare_table
+
+    for k, (bb, rep, seed, v) in enumerate([("bpr", "id", 1, 0.1), ("bpr", "id", 2, 0.3), ("bpr", "motor", 1, 0.4),
+                                            ("bpr", "motor", 2, 0.4), ("lightgcn", "motor", 1, 0.5),
+                                            ("lightgcn", "motor", 2, 0.7)]):
+        make_job(tmp_path / str(k), [f"model/backbone={bb}", f"model.item_representation={rep}", f"seed={seed}"],
+                 valid=v, test=v)
+    groups = aggregate_seeds(collect_runs(tmp_path, "recall@20"), "recall@20")
+    header, rows = compare_table(groups, "model.item_representation", ["recall@20"])
+    assert header[:3] == ["setting", "motor: recall@20", "id: recall@20"]
+    by_setting = {r[0]: r for r in rows}
+    assert by_setting["model/backbone=bpr"][1:3] == ["0.4000 ± 0.0000", "0.2000 ± 0.1414"]
+    assert by_setting["model/backbone=lightgcn"][2] == ""  # no ID run for that backbone

@@ -28,6 +28,12 @@ import torch
 from torch import nn
 
 
+#: model-config keys that configure the family's LightningModule rather than the model's constructor
+MODULE_KEYS = ("lr", "weight_decay", "lr_decay", "lr_decay_every")
+#: model-config keys that describe the model and are passed to nothing
+META_KEYS = ("name", "family")
+
+
 class TopNModel(nn.Module):
     """Base class: eval-mode caching plus default implementations derived from ``user_item_vectors``."""
 
