@@ -27,7 +27,8 @@ CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks"
 COMMANDS = {
     "train": "train one model on one dataset (Hydra overrides: model=bpr dataset=ml100k trainer.max_epochs=50)",
     "sweep": "Hydra multirun over comma-separated values ('model.lr=1e-3,1e-2'), then a summary table",
-    "eval": "re-score a checkpoint with the training evaluator: recx eval ckpt=outputs/.../checkpoints/best.ckpt",
+    "eval": "re-score a checkpoint with the training evaluator: recx eval ckpt=outputs/.../checkpoints/best.ckpt;\n"
+            "         recx eval lis dataset=ml100k preference=test representation=feature:text  (AIS / LIS)",
     "data": "datasets: recx data list | download NAME [--from DIR] | prepare NAME [--modalities a,b]",
 }
 
@@ -146,6 +147,11 @@ def _run_task(cfg: DictConfig, task: str):
 
             results = train(cfg)
             return results["valid"].get(cfg.metric.monitor)
+        if task == "lis":
+            from recx.run import evaluate_lis
+
+            evaluate_lis(cfg)
+            return None
         from recx.run import evaluate
 
         evaluate(cfg)
@@ -203,6 +209,8 @@ def _hydra_app(config_name: str):
 def run_hydra(command: str, args: list[str]) -> int:
     passthrough = any(a.startswith("-") for a in args)  # --help, --cfg job, --info, -c ...
     config_name = "eval" if command == "eval" else "train"
+    if command == "eval" and args and args[0] == "lis":  # recx eval lis ...: the standalone LIS evaluator
+        config_name, args = "lis", args[1:]
     extra: list[str] = []
     if not passthrough:
         overrides = list(args)
@@ -214,7 +222,7 @@ def run_hydra(command: str, args: list[str]) -> int:
             resume = resume_override(cfg)
             if resume:
                 extra.append(resume)
-        if command == "eval" and not cfg.get("ckpt"):
+        if config_name == "eval" and not cfg.get("ckpt"):
             raise ConfigError("recx eval needs a checkpoint", field="ckpt", fix="recx eval ckpt=<run>/checkpoints/best.ckpt")
     sys.argv = [f"recx {command}", *args, *extra, *(["-m"] if command == "sweep" else [])]
     _hydra_app(config_name)()

@@ -51,8 +51,44 @@ def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None =
             m = new["metrics"]
             line += "; " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if "@" in k and not k.startswith("cold"))
         out.print(line, markup=False)
+    if results.get("lis"):
+        print_lis(results["lis"], title="LIS / AIS (post-training, reconstructed definition: see README)")
     if run_dir is not None:
         out.print(f"run folder: {run_dir}")
+
+
+def print_lis(lis: dict[str, Any], *, title: str) -> None:
+    """The LIS callback's report: base AUC, AIS per representation, LIS per preference dataset, AIS/LIS ratios."""
+    out = console()
+    if lis.get("error"):
+        out.print(f"LIS: not computed ({lis['error']})", markup=False)
+        return
+    base = lis["base"]
+    k = max((int(name.split("@")[1]) for name in base if name.startswith("recall@")), default=None)
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("added signal", "left"), ("", "left"), ("AUC", "right"), ("gain", "right"),
+                         (f"R@{k}", "right"), (f"ΔR@{k}", "right"), (f"N@{k}", "right")):
+        table.add_column(col, justify=justify)
+    table.add_row("(recommender)", "", f"{base['auc']:.4f}", "", f"{base.get(f'recall@{k}', 0):.4f}", "",
+                  f"{base.get(f'ndcg@{k}', 0):.4f}")
+    for kind, gain in (("representations", "ais"), ("preferences", "lis")):
+        for name, row in lis.get(kind, {}).items():
+            table.add_row(name, gain.upper(), f"{row['auc']:.4f}", f"{row[gain]:+.4f}",
+                          f"{row.get(f'recall@{k}', 0):.4f}", f"{row.get(f'gain/recall@{k}', 0):+.4f}",
+                          f"{row.get(f'ndcg@{k}', 0):.4f}")
+    out.print(table)
+    preferences = {name: row["lis"] for name, row in lis.get("preferences", {}).items()}
+    ceiling = "test" if "test" in preferences else max(preferences, key=preferences.get, default=None)
+    ratios = [f"{r} {row[ceiling]:.2f}" for r, row in lis.get("ratios", {}).items()
+              if ceiling is not None and row.get(ceiling) is not None]
+    if ratios:
+        out.print(f"AIS / LIS({ceiling}): " + ", ".join(ratios), markup=False)
+    protocol = lis.get("protocol", {})
+    out.print(f"AUC over {protocol.get('negatives_per_positive')} sampled negatives per held-out positive; light ranker "
+              f"fitted on {protocol.get('fit_split')}, measured on {protocol.get('eval_split')}; "
+              f"{lis.get('wall_time_s', lis.get('time_s'))} s", markup=False)
+    for name, why in lis.get("skipped", {}).items():
+        out.print(f"skipped {name}: {why}", markup=False)
 
 
 def print_error(exc: RecxError) -> None:

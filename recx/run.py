@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from recx.errors import CheckpointError, ConfigError, TrainingError
+from recx.errors import CheckpointError, ConfigError, DataError, TrainingError
 
 
 
@@ -114,7 +114,8 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*configure_optimizers. returned .None.*", ".*training_step. returned .None.*",
                     ".*does not have many workers.*", ".*isinstance.treespec, LeafSpec.*",
-                    ".*Checkpoint directory .* exists and is not empty.*"):
+                    ".*Checkpoint directory .* exists and is not empty.*",
+                    ".*Sparse CSR tensor support is in beta.*", ".*Sparse invariant checks are implicitly disabled.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -196,6 +197,30 @@ def model_reports(net) -> dict[str, Any]:
     return out
 
 
+def lis_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The LIS evaluator's settings from a run config: ``callbacks.lis`` plus the metric and dataset keys it shares.
+
+    The callback and ``recx eval lis`` both take their settings from here, so they measure the same thing.
+    """
+    lis = cfg.callbacks.get("lis") or {}
+    return {
+        "representations": list(lis.get("representations", ["model", "features"])),
+        "preferences": list(lis.get("preferences", ["train", "valid", "test"])),
+        "negatives": int(lis.get("negatives", 100)),
+        "seed": int(lis.get("seed", 0)),
+        "max_positives": int(lis.get("max_positives", 100_000)),
+        "ks": list(cfg.metric.ks),
+        "mask_valid_at_test": bool(cfg.metric.get("mask_valid_at_test", True)),
+        "memory_budget_mb": cfg.metric.get("memory_budget_mb", 256),
+        "modalities": list(cfg.dataset.get("modalities") or []),
+    }
+
+
+def wants_lis(cfg: DictConfig) -> bool:
+    lis = cfg.callbacks.get("lis")
+    return bool(lis is not None and lis.get("enabled", False) and cfg.model.get("family") == "topn")
+
+
 # ------------------------------------------------------------------------------------------------------------- train
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; return the metrics dict that is also written to ``metrics.json``."""
@@ -233,6 +258,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.callbacks.early_stopping.enabled:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.callbacks.early_stopping.patience,
                                        min_delta=cfg.callbacks.early_stopping.min_delta, check_finite=False))
+    if wants_lis(cfg):
+        from recx.callbacks.lis import LeakageImpactCallback
+
+        callbacks.append(LeakageImpactCallback(**lis_settings(cfg)))
     callbacks += [construct(node) for node in cfg.callbacks.get("extra") or []]
     trainable = any(p.requires_grad for p in net.parameters())
     trainer = build_trainer(cfg, run_dir, callbacks, max_epochs=None if trainable else 1)
@@ -280,6 +309,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "eval_time_s": round(eval_time, 3),
         "data": dm.data.stats(),
     }
+    if "lis" in module.results:
+        lis = module.results["lis"]
+        lis["share_of_training_time"] = round(lis["wall_time_s"] / max(train_time, 1e-9), 4)
+        results["lis"] = lis
     write_json(run_dir / "metrics.json", results)
     print_metrics(results, title=f"{cfg.run_name}: best epoch {best_epoch} (by {monitor})", run_dir=run_dir)
     return results
@@ -326,16 +359,29 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def score_new_items_file(net, path: str, n_users: int, k: int, run_dir: Path) -> dict[str, Any]:
-    """Rank the items of a features file for every user (ID-free models only); save ``new_items.pt``."""
-    import torch
-
-    from recx.topn.new_items import load_new_items, score_new_items
+def read_new_items_file(net, path: str):
+    """Check that ``net`` is ID-free and read the new-items ``.npz`` for it (before any scoring is spent)."""
+    from recx.topn.new_items import load_new_items
 
     if not hasattr(net, "new_item_vectors") or getattr(net, "tokens", None) is None:
         raise ConfigError("this checkpoint's model cannot score items unseen in training", field="new_items",
                           fix="train an ID-free model: model=motor (item_representation=motor)")
     features, pairs = load_new_items(path, list(net.tokens.quantizers))
+    for name, quantizer in net.tokens.quantizers.items():
+        if features[name].shape[1] != quantizer.dim:
+            raise DataError(f"new-item features '{name}' have {features[name].shape[1]} dimensions, the model was "
+                            f"trained on {quantizer.dim}", path=path, field=name,
+                            fix="encode new items with the same feature extractor as the training items")
+    return features, pairs
+
+
+def score_new_items_file(net, path: str, loaded, n_users: int, k: int, run_dir: Path) -> dict[str, Any]:
+    """Rank the items read by :func:`read_new_items_file` for every user; save ``new_items.pt``."""
+    import torch
+
+    from recx.topn.new_items import score_new_items
+
+    features, pairs = loaded
     out = score_new_items(net, features, n_users, k=k, pairs=pairs)
     torch.save({key: out[key] for key in ("users", "top_items", "top_scores")}, run_dir / "new_items.pt")
     return {"file": str(path), "n_new_items": out["n_new_items"], "saved": str(run_dir / "new_items.pt"),
@@ -373,6 +419,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint weights do not fit the model: {str(exc).splitlines()[0]}", path=ckpt_path,
                               fix="the dataset or model config changed since training; evaluate with the "
                                   "original data") from exc
+    new_items = read_new_items_file(net, cfg.new_items) if cfg.get("new_items") else None
     trainer = build_trainer(run_cfg, run_dir, [])
     split = cfg.get("split", "test")
     if split == "test":
@@ -389,11 +436,84 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "epoch": ckpt.get("epoch"),
         split: module.results.get(split, {}),
     }
-    if cfg.get("new_items"):
-        results["new_items"] = score_new_items_file(net, cfg.new_items, dm.data.n_users, cfg.get("new_items_k", 20),
-                                                    run_dir)
+    if new_items is not None:
+        results["new_items"] = score_new_items_file(net, cfg.new_items, new_items, dm.data.n_users,
+                                                    cfg.get("new_items_k", 20), run_dir)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg, resolve=True))
     write_json(run_dir / "conventions.json", conventions(run_cfg, dm))
     write_json(run_dir / "metrics.json", results)
     print_metrics(results, title=f"eval {ckpt_path}", run_dir=run_dir)
     return results
+
+
+# ----------------------------------------------------------------------------------------------------------- eval lis
+def evaluate_lis(cfg: DictConfig) -> dict[str, Any]:
+    """``recx eval lis``: AIS/LIS from files, against a checkpoint's recommender (``ckpt=``) or popularity.
+
+    With a checkpoint, its run's dataset, metric settings and model are used (exactly what its LIS callback saw);
+    ``preference=`` / ``representation=`` choose what to measure. Writes ``metrics.json`` with the ``lis`` block.
+    """
+    import lightning.pytorch as pl
+    import torch
+
+    from recx.callbacks.lis import feature_loader
+    from recx.console import print_lis
+    from recx.lis import leakage_report, popularity_scores
+
+    quiet_lightning()
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_hardware(cfg.hardware)
+    run_cfg, net, state = cfg, None, None
+    if cfg.get("ckpt"):
+        ckpt = load_checkpoint(cfg.ckpt)
+        run_cfg = OmegaConf.create(ckpt["recx"]["config"])
+        run_cfg.paths.data_dir = cfg.paths.data_dir
+        state = ckpt["state_dict"]
+    if run_cfg.dataset.get("family") != "topn":
+        raise ConfigError(f"LIS scores top-N recommenders; dataset '{run_cfg.dataset.name}' is a "
+                          f"{run_cfg.dataset.get('family')} dataset", field="dataset",
+                          fix="choose a top-N dataset (synthetic_mm, ml100k, amazon_baby, ...)")
+    pl.seed_everything(int(run_cfg.get("seed", 0)), verbose=False)
+    dm = build_datamodule(run_cfg) if state is not None else construct(
+        run_cfg.dataset.datamodule, source=construct(run_cfg.dataset.source), split=construct(run_cfg.dataset.split),
+        data_dir=run_cfg.paths.data_dir)
+    dm.prepare_data()
+    dm.setup("test")
+    device = torch.device("cuda" if cfg.hardware.accelerator in ("gpu", "cuda") else "cpu")
+    if state is not None:
+        net = build_net(run_cfg.model, dm.data)
+        module = build_module(run_cfg, net)
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint weights do not fit the model: {str(exc).splitlines()[0]}",
+                                  path=cfg.ckpt, fix="evaluate with the data the model was trained on") from exc
+        net = net.to(device).eval()
+        base, base_name = net.score, run_cfg.model.name
+    else:
+        base, base_name = popularity_scores(dm.data, device), "popularity"
+    settings = lis_settings(run_cfg)
+    settings["representations"] = list(OmegaConf.to_container(cfg.representation, resolve=True)) \
+        if OmegaConf.is_list(cfg.representation) else [str(cfg.representation)]
+    settings["preferences"] = list(OmegaConf.to_container(cfg.preference, resolve=True)) \
+        if OmegaConf.is_list(cfg.preference) else [str(cfg.preference)]
+    if state is None and "model" in settings["representations"]:
+        settings["representations"].remove("model")  # no trained model: nothing to take item vectors from
+    started = time.perf_counter()
+    with torch.no_grad():
+        lis = leakage_report(dm.data, base, net=net, load_feature=feature_loader(dm), device=device, **settings)
+    lis["wall_time_s"] = round(time.perf_counter() - started, 3)
+    results = {"status": "completed", "task": "lis", "recommender": base_name, "dataset": run_cfg.dataset.name,
+               "checkpoint": str(cfg.ckpt) if cfg.get("ckpt") else None, "lis": lis}
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_json(run_dir / "metrics.json", results)
+    print_lis(lis, title=f"LIS / AIS on {run_cfg.dataset.name} (recommender: {base_name})")
+    console_path(run_dir)
+    return results
+
+
+def console_path(run_dir: Path) -> None:
+    from recx.console import console
+
+    console().print(f"run folder: {run_dir}")

@@ -96,6 +96,18 @@ class TokenItemEmbedding(nn.Module):
         return self.represent(codes)
 
 
+def motor_item_parameters(n_items: int, n_modalities: int = 2, n_subspaces: int = 4, n_centroids: int = 256,
+                          dim: int = 64, cross_layers: int = 2, min_items_per_centroid: int = 16) -> int:
+    """Item-side parameters of MOTOR (token tables + TCN) for a catalogue of ``n_items``, without building it.
+
+    ``T·K·d + L·(T² + d² + d)`` with ``T = n_modalities·n_subspaces`` and ``K`` capped as :class:`MOTOR` caps it; an
+    ID table has ``n_items·d``. Beyond ``n_items = 16·n_centroids`` (4,096 for the defaults) MOTOR's count stops growing.
+    """
+    k = max(2, min(n_centroids, n_items // max(1, min_items_per_centroid), n_items))
+    tokens = n_modalities * n_subspaces
+    return tokens * k * dim + cross_layers * (tokens * tokens + dim * dim + dim)
+
+
 def build_backbone(backbone: dict[str, Any], data: InteractionData) -> TopNModel:
     """Instantiate a backbone from its (flat) model config, ignoring the family module's keys."""
     from hydra.utils import get_class

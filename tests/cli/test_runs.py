@@ -118,3 +118,46 @@ def test_corrupt_checkpoint_exits_2_and_leaves_the_run_folder_alone(compose_trai
     torch.save({"weights": torch.zeros(2)}, not_recx)
     with pytest.raises(CheckpointError, match="not a recx checkpoint"):
         load_checkpoint(not_recx)
+
+
+def test_eval_ranks_new_items_from_their_features_alone(compose_train, tmp_path, capsys):
+    """`recx eval ... new_items=<npz>`: an item copied from a trained item's features scores exactly as that item."""
+    import numpy as np
+
+    from recx.run import build_datamodule
+
+    cfg = compose_train("model=motor", "model/backbone=bpr", "trainer.max_epochs=3", "model.n_centroids=16")
+    results = train(cfg)
+    dm = build_datamodule(cfg)
+    dm.setup("test")
+    originals = torch.tensor([3, 50, 120, 7, 200, 90])
+    new_file = tmp_path / "new.npz"
+    np.savez(new_file, **{m: f[originals].numpy() for m, f in dm.data.item_features.items()})
+
+    eval_dir = tmp_path / "eval-new"
+    assert cli.main(["eval", f"ckpt={results['best_checkpoint']}", f"new_items={new_file}", "new_items_k=4",
+                     f"hydra.run.dir={eval_dir}", "progress=false"]) == 0
+    saved = torch.load(eval_dir / "new_items.pt")
+    assert saved["top_items"].shape == (dm.data.n_users, 4)
+    assert (eval_dir / "metrics.json").read_text().count('"n_new_items": 6') == 1
+
+    # the same ranking the trained catalogue gives those items: new-item vectors equal the trained items' vectors
+    ckpt = load_checkpoint(Path(results["best_checkpoint"]))
+    from recx.run import build_net
+
+    net = build_net(OmegaConf.create(ckpt["recx"]["config"]).model, dm.data)
+    net.load_state_dict({k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()})
+    users, items = net.user_item_vectors()
+    expected = torch.topk(users @ items[originals].T, 4, dim=1).indices
+    assert torch.equal(saved["top_items"], expected)
+
+    # an ID-based checkpoint cannot: exit 2 before anything is scored, with the fix named
+    id_run = tmp_path / "id-run"
+    id_results = train(compose_train("model=bpr", "trainer.max_epochs=1", run_dir=id_run))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["eval", f"ckpt={id_results['best_checkpoint']}", f"new_items={new_file}",
+                  f"hydra.run.dir={tmp_path / 'eval-id'}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "model=motor" in err and "Traceback" not in err
+    assert not (tmp_path / "eval-id" / "metrics.json").exists()

@@ -8,7 +8,7 @@ import torch
 
 from recx.data.interactions import InteractionData
 from recx.data.synthetic import generate_world
-from recx.topn.motor import MOTOR, TokenCrossNetwork, TokenItemEmbedding
+from recx.topn.motor import MOTOR, TokenCrossNetwork, TokenItemEmbedding, motor_item_parameters
 from recx.topn.new_items import load_new_items, score_new_items
 from recx.topn.tokenizer import fit_quantizer, tokenize_items
 from tests.models.test_zoo import compose
@@ -95,7 +95,11 @@ def test_unsupported_backbone_is_refused(tmp_path):
     backbone = {"_target_": "recx.topn.models.dualgnn.DualGNN", "name": "dualgnn"}
     with pytest.raises(ConfigError, match="no item-ID embedding"):
         MOTOR(dm.data, backbone=backbone)
-    assert build_net(cfg.model, dm.data).item_parameter_count() > 0
+    net = build_net(cfg.model, dm.data)
+    # the closed form the README's parameter table uses matches the built model, and the ID table it replaces
+    assert net.item_parameter_count() == motor_item_parameters(dm.data.n_items, dim=64)
+    ids = build_net(compose("model=motor", "model.item_representation=id", run_dir=tmp_path).model, dm.data)
+    assert ids.item_parameter_count() == dm.data.n_items * 64
 
 
 def held_out_items_dataset(n_new: int = 30, seed: int = 0):

@@ -23,4 +23,5 @@ class Pop(TopNModel):
         return self.popularity.unsqueeze(0).expand(users.shape[0], -1).clone()
 
     def item_representations(self) -> torch.Tensor:
-        return self.popularity.unsqueeze(1)
+        # a count is not a representation: as a 1-d vector every item has the same direction (cosine 1 everywhere)
+        raise NotImplementedError("Pop learns no item representations")
