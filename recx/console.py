@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,11 @@ from recx.errors import RecxError
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    """A rich console; when the output is a file or pipe (CI logs, nohup, sweeps), tables get 160 columns instead of
+    rich's default 80, so wide comparison tables stay readable in logs."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 METRIC_ORDER = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map", "coverage", "avg_popularity", "gini")

@@ -160,6 +160,44 @@ class TemporalRatioSplit:
         return f"TemporalRatioSplit(ratios={list(self.ratios)})"
 
 
+class GlobalTemporalSplit:
+    """One clock for everyone: the oldest ``r_train`` share of *all* interactions → train, the next → valid, the
+    newest → test (``n_valid = floor(n·r_valid)``, ``n_test = floor(n·r_test)`` over the whole table).
+
+    Unlike the per-user strategies, validation and test are real time windows: what happens in them (new items,
+    trends) is unknown at training time, which is the setting of production evaluation and of LIS's "leaked future"
+    preference data. Users who only appear late have no training history. Ties in timestamp keep the row order.
+    """
+
+    def __init__(self, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> None:
+        self.ratios = check_ratios(ratios)
+
+    def assign(self, frame: pl.DataFrame) -> pl.Series:
+        _require_columns(frame, ["u", "i", "timestamp"], type(self).__name__)
+        _check_timestamps(frame, type(self).__name__)
+        n = frame.height
+        if n == 0:
+            return pl.Series("split", [], dtype=pl.Int8)
+        n_test = int(math.floor(n * self.ratios[2] + _EPS))
+        n_valid = int(math.floor(n * self.ratios[1] + _EPS))
+        ranked = (
+            frame.select("timestamp").with_row_index(_ROW)
+            .sort(["timestamp", _ROW])
+            .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("pos"))
+            .with_columns(
+                pl.when(pl.col("pos") >= n - n_test).then(pl.lit(TEST, pl.Int8))
+                .when(pl.col("pos") >= n - n_test - n_valid).then(pl.lit(VALID, pl.Int8))
+                .otherwise(pl.lit(TRAIN, pl.Int8))
+                .alias("split")
+            )
+            .sort(_ROW)
+        )
+        return ranked["split"]
+
+    def __repr__(self) -> str:
+        return f"GlobalTemporalSplit(ratios={list(self.ratios)})"
+
+
 class LeaveLastOutSplit:
     """Per user, by time: the last ``n_test`` interactions → test, the ``n_valid`` before them → valid.
 

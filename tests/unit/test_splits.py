@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from recx.data.indexing import index_raw
-from recx.data.splits import LeaveLastOutSplit, PresetSplit, RandomRatioSplit, TemporalRatioSplit
+from recx.data.splits import (GlobalTemporalSplit, LeaveLastOutSplit, PresetSplit, RandomRatioSplit,
+                               TemporalRatioSplit)
 from recx.errors import ConfigError, DataError
 
 ML100K = Path("/work/shared/data/ml-100k")
@@ -55,6 +56,21 @@ def test_temporal_hand_case():
     split = TemporalRatioSplit([0.8, 0.1, 0.1]).assign(frame)
     assert split.name == "split" and split.dtype == pl.Int8
     assert split.to_list() == [0, 2, 0, 1, 0, 0, 0, 0, 0, 0] + [2, 0, 1] + [0, 0]
+
+
+def test_global_temporal_cuts_one_clock_for_everyone():
+    # 10 interactions of 3 users; times 0..9 shuffled: the 8 oldest train, t=8 valid, t=9 test, whoever made them
+    times = [5, 9, 0, 8, 1, 2, 3, 4, 6, 7]
+    frame = frame_of([0, 1, 2, 0, 1, 2, 0, 1, 2, 0], timestamps=times)
+    split = GlobalTemporalSplit([0.8, 0.1, 0.1]).assign(frame).to_list()
+    assert split == [0, 2, 0, 1, 0, 0, 0, 0, 0, 0]
+    ts = np.array(times)
+    assert ts[np.array(split) == 0].max() < ts[np.array(split) == 1].min() <= ts[np.array(split) == 2].min()
+    ties = frame_of([0, 1, 2, 3, 4], timestamps=[1, 1, 1, 1, 1])
+    assert GlobalTemporalSplit([0.6, 0.2, 0.2]).assign(ties).to_list() == [0, 0, 0, 1, 2]
+    assert GlobalTemporalSplit().assign(frame_of([], timestamps=[])).to_list() == []
+    with pytest.raises(DataError, match="timestamp"):
+        GlobalTemporalSplit().assign(frame_of([0, 1], timestamps=[1.0, float("nan")]))
 
 
 def test_temporal_ties_keep_row_order():
