@@ -18,6 +18,8 @@ test-fast:
 
 bench:
 	$(PY) scripts/bench_scoring.py
+	$(PY) scripts/bench_tokenizer.py
+	$(PY) scripts/bench_lis.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -84,7 +84,11 @@ class TokenItemEmbedding(nn.Module):
         return self.tcn(self.token_embedding(codes))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.represent(self.codes.index_select(0, ids.reshape(-1))).view(*ids.shape, -1)
+        # a training batch repeats items (positives and negatives of 2,048 triplets on a 1,682-item catalogue):
+        # run the token network once per distinct item and gather
+        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        rows = self.represent(self.codes.index_select(0, unique))
+        return rows.index_select(0, inverse).view(*ids.shape, -1)
 
     @property
     def weight(self) -> torch.Tensor:
