@@ -49,6 +49,14 @@ def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None =
                           *(f"{int(results[s].get(count, 0))}" for s in splits))
     out = console()
     out.print(table)
+    if results.get("n_item_parameters") is not None:
+        line = f"item-side parameters: {results['n_item_parameters']:,}"
+        tokens = results.get("tokenizer") or {}
+        if tokens:
+            distortion = ", ".join(f"{m} {d:.2f}" for m, d in tokens.get("distortion", {}).items())
+            line += (f" (MOTOR: {tokens.get('tokens_per_item')} tokens per item from a vocabulary of "
+                     f"{tokens.get('vocabulary')}; quantisation distortion {distortion})")
+        out.print(line, markup=False)
     new = results.get("new_items")
     if new:
         line = f"new items: {new['n_new_items']} ranked for every user -> {new['saved']}"

@@ -31,6 +31,8 @@ class LeakageImpactCallback(pl.Callback):
         from recx.errors import RecxError
         from recx.lis import leakage_report
 
+        if not trainer.is_global_zero:  # under DDP one process reports; the others would only repeat it
+            return
         started = time.perf_counter()
         dm = trainer.datamodule
         net = pl_module.net
