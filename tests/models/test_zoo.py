@@ -15,7 +15,7 @@ from recx import cli
 from recx.run import build_datamodule, build_net, train
 from tests.conftest import REPO, TINY_SYNTHETIC
 
-ZOO = [m for m in ("vbpr", "lattice", "freedom", "bm3", "mmgcn", "grcn", "dualgnn", "slmrec", "dragon")
+ZOO = [m for m in ("vbpr", "lattice", "freedom", "bm3", "mmgcn", "grcn", "dualgnn", "slmrec", "dragon", "alignrec")
        if m in cli.group_choices("model")]
 EPOCHS = "trainer.max_epochs=25"
 
