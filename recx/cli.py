@@ -152,6 +152,11 @@ def _run_task(cfg: DictConfig, task: str):
 
             evaluate_lis(cfg)
             return None
+        if task == "feature_quality":
+            from recx.run import evaluate_feature_quality
+
+            evaluate_feature_quality(cfg)
+            return None
         from recx.run import evaluate
 
         evaluate(cfg)
@@ -211,6 +216,8 @@ def run_hydra(command: str, args: list[str]) -> int:
     config_name = "eval" if command == "eval" else "train"
     if command == "eval" and args and args[0] == "lis":  # recx eval lis ...: the standalone LIS evaluator
         config_name, args = "lis", args[1:]
+    if command == "eval" and "metric=feature_quality" in args:  # AlignRec's intermediate metrics, no checkpoint
+        config_name, args = "feature_quality", [a for a in args if a != "metric=feature_quality"]
     extra: list[str] = []
     if not passthrough:
         overrides = list(args)

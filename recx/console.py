@@ -104,6 +104,24 @@ def print_lis(lis: dict[str, Any], *, title: str) -> None:
         out.print(f"skipped {name}: {why}", markup=False)
 
 
+def print_feature_quality(reports: dict[str, Any], *, title: str) -> None:
+    """One row per feature set: zero-shot and item-CF Recall/NDCG at the largest K, masked-modality zero-shot."""
+    out = console()
+    first = next(iter(reports.values()), None)
+    if first is None:
+        return
+    k = max(int(name.split("@")[1]) for name in first["zero_shot"] if name.startswith("recall@"))
+    table = Table(title=title, title_justify="left")
+    for col in ("features", f"zero-shot R@{k}", f"zero-shot N@{k}", f"item-CF R@{k}", f"item-CF N@{k}",
+                f"masked zero-shot R@{k}"):
+        table.add_column(col, justify="left" if col == "features" else "right")
+    for name, r in reports.items():
+        masked = ", ".join(f"-{m} {v[f'recall@{k}']:.4f}" for m, v in r.get("masked", {}).items()) or "–"
+        table.add_row(name, f"{r['zero_shot'][f'recall@{k}']:.4f}", f"{r['zero_shot'][f'ndcg@{k}']:.4f}",
+                      f"{r['item_cf'][f'recall@{k}']:.4f}", f"{r['item_cf'][f'ndcg@{k}']:.4f}", masked)
+    out.print(table)
+
+
 def print_error(exc: RecxError) -> None:
     console(stderr=True).print(f"[bold red]error:[/] {exc.render()}", markup=True, highlight=False)
 

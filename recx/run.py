@@ -517,3 +517,60 @@ def console_path(run_dir: Path) -> None:
     from recx.console import console
 
     console().print(f"run folder: {run_dir}")
+
+
+# ------------------------------------------------------------------------------------------------- feature quality
+def feature_sets(specs, data, load_feature, modalities: list[str]) -> dict[str, dict[str, Any]]:
+    """Feature-set specs → name → {modality: [n_items, d]}: ``features`` (all modalities together),
+    ``feature:<m>``, or a vectors file (one set)."""
+    from recx.lis.representation import load_vectors_file
+
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        spec = str(spec)
+        if spec == "features":
+            if not modalities:
+                raise ConfigError(f"dataset '{data.name}' declares no modalities", field="features",
+                                  fix="give feature:<modality> or a file instead")
+            out["+".join(modalities)] = {m: load_feature(m) for m in modalities}
+        elif spec.startswith("feature:"):
+            name = spec.split(":", 1)[1]
+            out[name] = {name: load_feature(name)}
+        elif Path(spec).suffix in (".npy", ".npz") or Path(spec).exists():
+            out[Path(spec).stem] = {Path(spec).stem: load_vectors_file(spec, data)[0]}
+        else:
+            raise ConfigError(f"unknown feature set '{spec}'", field="features",
+                              fix="use features, feature:<modality>, or a path to an .npy/.npz of item vectors")
+    return out
+
+
+def evaluate_feature_quality(cfg: DictConfig) -> dict[str, Any]:
+    """``recx eval metric=feature_quality``: zero-shot, item-CF and masked-modality rankings of feature sets."""
+    from recx.callbacks.lis import feature_loader
+    from recx.console import print_feature_quality
+    from recx.lis.feature_quality import feature_quality
+
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.dataset.get("family") != "topn":
+        raise ConfigError(f"feature quality ranks items for users; dataset '{cfg.dataset.name}' is a "
+                          f"{cfg.dataset.get('family')} dataset", field="dataset", fix="choose a top-N dataset")
+    dm = construct(cfg.dataset.datamodule, source=construct(cfg.dataset.source), split=construct(cfg.dataset.split),
+                   data_dir=cfg.paths.data_dir)
+    dm.prepare_data()
+    dm.setup("test")
+    specs = OmegaConf.to_container(cfg.features, resolve=True) if OmegaConf.is_list(cfg.features) else [cfg.features]
+    sets = feature_sets(specs, dm.data, feature_loader(dm), list(cfg.dataset.get("modalities") or []))
+    started = time.perf_counter()
+    reports = {name: feature_quality(dm.data, features, ks=list(cfg.metric.ks), knn_k=int(cfg.knn_k),
+                                     mask_ratio=float(cfg.mask_ratio), seed=int(cfg.seed), split=str(cfg.split),
+                                     mask_valid_at_test=bool(cfg.metric.get("mask_valid_at_test", True)),
+                                     memory_budget_mb=cfg.metric.get("memory_budget_mb", 256))
+               for name, features in sets.items()}
+    results = {"status": "completed", "task": "feature_quality", "dataset": cfg.dataset.name,
+               "feature_quality": reports, "wall_time_s": round(time.perf_counter() - started, 3)}
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_json(run_dir / "metrics.json", results)
+    print_feature_quality(reports, title=f"feature quality on {cfg.dataset.name} ({cfg.split})")
+    console_path(run_dir)
+    return results

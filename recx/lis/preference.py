@@ -32,7 +32,7 @@ def _symmetric_sparse(rows: torch.Tensor, cols: torch.Tensor, weights: torch.Ten
     off = rows != cols
     rows, cols, weights = rows[off], cols[off], weights[off]
     index = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])
-    return torch.sparse_coo_tensor(index, torch.cat([weights, weights]).float(), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(index, torch.cat([weights, weights]).float(), (n, n), check_invariants=True).coalesce()
 
 
 def period_coengagement(data: InteractionData, period: str) -> torch.Tensor:
@@ -42,14 +42,14 @@ def period_coengagement(data: InteractionData, period: str) -> torch.Tensor:
     pairs = torch.unique(data.split(period), dim=0)  # binary engagement
     n = data.n_items
     if pairs.numel() == 0:
-        return torch.sparse_coo_tensor(torch.empty(2, 0, dtype=torch.long), torch.empty(0), (n, n)).coalesce()
+        return torch.sparse_coo_tensor(torch.empty(2, 0, dtype=torch.long), torch.empty(0), (n, n), check_invariants=True).coalesce()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch's "sparse support is in beta" notices
-        a = torch.sparse_coo_tensor(pairs.T, torch.ones(pairs.shape[0]), (data.n_users, n)).coalesce()
+        a = torch.sparse_coo_tensor(pairs.T, torch.ones(pairs.shape[0]), (data.n_users, n), check_invariants=True).coalesce()
         c = torch.sparse.mm(a.t().coalesce(), a).coalesce()
     index, values = c.indices(), c.values()
     off = index[0] != index[1]
-    return torch.sparse_coo_tensor(index[:, off], values[off], (n, n)).coalesce()
+    return torch.sparse_coo_tensor(index[:, off], values[off], (n, n), check_invariants=True).coalesce()
 
 
 def pairs_file_graph(path: str | Path, data: InteractionData) -> tuple[torch.Tensor, dict]:
@@ -107,7 +107,7 @@ def shuffle_graph(graph: torch.Tensor, seed: int = 0) -> torch.Tensor:
     n = graph.shape[0]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     index = graph.indices()
-    return torch.sparse_coo_tensor(perm[index], graph.values(), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(perm[index], graph.values(), (n, n), check_invariants=True).coalesce()
 
 
 def normalise_graph(graph: torch.Tensor) -> torch.Tensor:
@@ -116,7 +116,7 @@ def normalise_graph(graph: torch.Tensor) -> torch.Tensor:
     degree = torch.zeros(graph.shape[0]).index_add_(0, index[0], values)
     inv_sqrt = degree.clamp_min(1e-12).rsqrt()
     weights = values * inv_sqrt[index[0]] * inv_sqrt[index[1]]
-    return torch.sparse_coo_tensor(index, weights, graph.shape).coalesce().to_sparse_csr()
+    return torch.sparse_coo_tensor(index, weights, graph.shape, check_invariants=True).coalesce().to_sparse_csr()
 
 
 def resolve_preference(spec: str, data: InteractionData, seed: int = 0) -> tuple[torch.Tensor, dict]:

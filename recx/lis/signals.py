@@ -14,6 +14,8 @@ A signal is a callable ``users [B] -> [B, n_items]`` on the evaluation device, l
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from recx.scoring.topk import seen_pairs
@@ -38,7 +40,9 @@ class History:
         crow = torch.zeros(users.numel() + 1, dtype=torch.long, device=self.device)
         crow[1:] = torch.cumsum(counts, 0)
         values = self.inverse_length[users][r]
-        return torch.sparse_csr_tensor(crow, c, values, (users.numel(), self.n_items))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+            return torch.sparse_csr_tensor(crow, c, values, (users.numel(), self.n_items))
 
     def matrix(self) -> torch.Tensor:
         """``H̃`` for all users (sparse CSR)."""
