@@ -194,6 +194,8 @@ def model_reports(net) -> dict[str, Any]:
         out["n_item_parameters"] = net.item_embedding.weight.numel()
     if hasattr(net, "tokenizer_report"):
         out["tokenizer"] = net.tokenizer_report()
+    if hasattr(net, "feature_report"):
+        out["features"] = net.feature_report()
     return out
 
 

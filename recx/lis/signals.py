@@ -42,7 +42,7 @@ class History:
         values = self.inverse_length[users][r]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
-            return torch.sparse_csr_tensor(crow, c, values, (users.numel(), self.n_items))
+            return torch.sparse_csr_tensor(crow, c, values, (users.numel(), self.n_items), check_invariants=True)
 
     def matrix(self) -> torch.Tensor:
         """``H̃`` for all users (sparse CSR)."""

@@ -85,3 +85,57 @@ def test_loss_is_the_sum_of_its_terms(tiny):
         setattr(net, name, 0.0)
         assert net.loss(batch).item() != pytest.approx(expected.item(), rel=1e-6), name
         setattr(net, name, old)
+
+
+def test_stage1_aligns_modalities_and_is_cached(tiny, monkeypatch):
+    from recx.topn.models import alignrec_ica
+
+    _, dm, net = tiny  # built with the default stage=both: stage 1 ran and cached its features
+    assert net.source["source"].startswith("stage 1") and net.source["loss_last_epoch"] < net.source["loss_first_epoch"]
+    cached = net.source["cached"]
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("stage 1 recomputed although its features are cached")
+
+    monkeypatch.setattr(alignrec_ica, "pretrain_ica", must_not_run)
+    x, report = alignrec_ica.cached_ica_features(dm.data, {m: f for m, f in dm.data.item_features.items()},
+                                                 dim=128, epochs=50, lr=1e-3, temperature=0.2, seed=0)
+    assert report["cached"] == cached and torch.allclose(x, net.initial_features)
+
+
+def test_symmetric_info_nce_hand_case():
+    from recx.topn.models.alignrec_ica import symmetric_info_nce
+
+    a = torch.eye(2)
+    # perfectly aligned unit pairs at temperature 1: each row's logits are [1, 0] -> loss = log(1 + e^-1)
+    assert symmetric_info_nce(a, a, 1.0).item() == pytest.approx(float(torch.log(1 + torch.exp(torch.tensor(-1.0)))))
+    swapped = a.flip(0)
+    assert symmetric_info_nce(a, swapped, 1.0) > symmetric_info_nce(a, a, 1.0)
+
+
+def test_stage_pretrain_trains_nothing_and_reports_feature_quality(tmp_path):
+    from recx.run import train
+
+    results = train(compose("model=alignrec", "model.stage=pretrain", run_dir=tmp_path / "pre"))
+    assert results["epochs_trained"] == 1 and results["test"]["recall@20"] > 0  # one no-op epoch, as for Pop
+    quality = results["features"]["feature_quality"]
+    assert set(quality) == {"raw", "alignrec"} and "masked" in quality["raw"]
+    assert quality["alignrec"]["zero_shot"]["recall@20"] > 0
+
+
+def test_stage_train_reads_a_features_file_and_bad_stages_are_refused(tiny, tmp_path):
+    import numpy as np
+
+    from recx.errors import ConfigError
+
+    cfg, dm, _ = tiny
+    vectors = torch.randn(dm.data.n_items, 8, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "unified.npy"
+    np.save(path, vectors.numpy())  # synthetic raw item ids are 0..n-1
+    model_cfg = dict(cfg.model)
+    net = build_net(compose("model=alignrec", "model.stage=train", f"model.features={path}",
+                            "model.report_feature_quality=false", run_dir=tmp_path).model, dm.data)
+    assert net.source["source"] == "file" and torch.allclose(net.initial_features, vectors)
+    assert model_cfg["stage"] == "both"
+    with pytest.raises(ConfigError, match="unknown AlignRec stage"):
+        build_net(compose("model=alignrec", "model.stage=finetune", run_dir=tmp_path).model, dm.data)
