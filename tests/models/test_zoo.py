@@ -15,7 +15,8 @@ from recx import cli
 from recx.run import build_datamodule, build_net, train
 from tests.conftest import REPO, TINY_SYNTHETIC
 
-ZOO = [m for m in ("vbpr", "lattice", "freedom", "bm3", "mmgcn", "grcn", "dualgnn", "slmrec", "dragon", "alignrec")
+ZOO = [m for m in ("vbpr", "lattice", "freedom", "bm3", "mmgcn", "grcn", "dualgnn", "slmrec", "dragon", "alignrec",
+                             "drepmrec")
        if m in cli.group_choices("model")]
 EPOCHS = "trainer.max_epochs=25"
 
