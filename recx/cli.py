@@ -23,7 +23,7 @@ from recx.console import console, fail, is_debug, print_error
 from recx.errors import ConfigError, RecxError
 
 CONF_DIR = (Path(__file__).resolve().parent.parent / "conf").resolve()
-CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "experiment")
+CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "experiment", "plugin")
 COMMANDS = {
     "train": "train one model on one dataset (Hydra overrides: model=bpr dataset=ml100k trainer.max_epochs=50)",
     "sweep": "Hydra multirun over comma-separated values ('model.lr=1e-3,1e-2'), then a summary table",

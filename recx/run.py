@@ -52,7 +52,7 @@ def model_class(model_cfg: DictConfig):
 
 def build_datamodule(cfg: DictConfig):
     """The family datamodule named by ``dataset.datamodule``, loading only the modalities the model reads."""
-    uses_features = bool(getattr(model_class(cfg.model), "uses_features", False))
+    uses_features = bool(getattr(model_class(cfg.model), "uses_features", False)) or bool(cfg.get("plugin"))
     modalities = tuple(cfg.dataset.get("modalities") or ()) if uses_features else ()
     if uses_features and not modalities:
         raise ConfigError(f"model '{cfg.model.name}' reads item features but dataset '{cfg.dataset.name}' lists no "
@@ -70,13 +70,21 @@ def build_datamodule(cfg: DictConfig):
     )
 
 
-def build_net(model_cfg: DictConfig, data):
-    """Instantiate the model from its flat config: ``_target_`` + constructor args (module/meta keys removed)."""
+def build_net(model_cfg: DictConfig, data, plugin: DictConfig | None = None):
+    """Instantiate the model from its flat config: ``_target_`` + constructor args (module/meta keys removed).
+
+    With a ``plugin`` node (``+plugin=bma``), the plug-in is built around the model, which it receives as its
+    ``backbone`` config (as MOTOR receives its backbone).
+    """
     from recx.topn.models.base import META_KEYS, MODULE_KEYS
 
     net_cfg = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
                if k not in MODULE_KEYS + META_KEYS}
     model_class(model_cfg)  # a clear error for a bad _target_
+    if plugin:
+        backbone = {**net_cfg, "name": model_cfg.get("name")}
+        net_cfg = {k: v for k, v in OmegaConf.to_container(plugin, resolve=True).items() if k not in META_KEYS}
+        net_cfg["backbone"] = backbone
     try:
         return construct(net_cfg, data=data)
     except TypeError as exc:
@@ -242,7 +250,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
-    net = build_net(cfg.model, dm.data)
+    net = build_net(cfg.model, dm.data, cfg.get("plugin"))
     module = build_module(cfg, net)
     module.recx_config = OmegaConf.to_container(cfg, resolve=True)
 
@@ -294,7 +302,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     results = {
         "status": "completed",
         "run_name": cfg.run_name,
-        "model": cfg.model.name,
+        "model": cfg.model.name + (f"+{cfg.plugin.name}" if cfg.get("plugin") else ""),
         "dataset": cfg.dataset.name,
         "seed": cfg.seed,
         "monitor": monitor,
@@ -413,7 +421,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     dm = build_datamodule(run_cfg)
     dm.setup("test")
-    net = build_net(run_cfg.model, dm.data)
+    net = build_net(run_cfg.model, dm.data, run_cfg.get("plugin"))
     module = build_module(run_cfg, net)
     try:
         module.load_state_dict(ckpt["state_dict"])
@@ -484,7 +492,7 @@ def evaluate_lis(cfg: DictConfig) -> dict[str, Any]:
     dm.setup("test")
     device = torch.device("cuda" if cfg.hardware.accelerator in ("gpu", "cuda") else "cpu")
     if state is not None:
-        net = build_net(run_cfg.model, dm.data)
+        net = build_net(run_cfg.model, dm.data, run_cfg.get("plugin"))
         module = build_module(run_cfg, net)
         try:
             module.load_state_dict(state)

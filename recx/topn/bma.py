@@ -25,6 +25,7 @@ from recx.topn.graph import symmetric_spmm, train_adjacency
 from recx.topn.knn import FixedSparseGraph, cached_knn_graph
 from recx.topn.layers import Projector
 from recx.topn.losses import info_nce
+from recx.topn.models.base import TopNModel
 
 
 class ModalLine(nn.Module):
@@ -84,3 +85,67 @@ def bma_losses(behaviour_users: torch.Tensor, behaviour_items: torch.Tensor, mod
     intra = info_nce(behaviour_users, modal_users, temperature) + info_nce(behaviour_items, modal_items, temperature)
     inter = info_nce(behaviour_users, modal_items, temperature) + info_nce(modal_users, behaviour_items, temperature)
     return intra, inter
+
+
+class BMA(TopNModel):
+    """The BMA plug-in: a backbone's own representations as the behaviour line, plus a :class:`ModalLine`, aligned by
+    :func:`bma_losses` and fused by summation (``model=<backbone> +plugin=bma``; DRepMRec claims BMA helps other
+    models). The backbone keeps its code and its own loss; the plug-in adds the fused ranking loss, the alignment and
+    SSS terms. Scores are ``⟨b_u + m_u, b_i + m_i⟩``. The backbone's vectors must have ``embedding_dim`` columns
+    (LightGCN, LATTICE, FREEDOM, BPR ...).
+    """
+
+    uses_features = True
+
+    def __init__(self, data: InteractionData, backbone: dict, intra_weight: float = 0.1, inter_weight: float = 0.1,
+                 sss_weight: float = 0.1, temperature: float = 0.2, knn_k: int = 10, n_mm_layers: int = 1,
+                 feature_norm: str = "none") -> None:
+        from recx.topn.motor import build_backbone
+
+        super().__init__(data.n_users, data.n_items)
+        self.backbone: TopNModel = build_backbone(dict(backbone), data)
+        self.backbone_name = backbone.get("name", backbone["_target_"].rsplit(".", 1)[-1])
+        self.dim = int(backbone.get("embedding_dim", 64))
+        self.modal = ModalLine(data, self.dim, knn_k=knn_k, n_layers=n_mm_layers, feature_norm=feature_norm)
+        self.intra_weight, self.inter_weight, self.sss_weight = intra_weight, inter_weight, sss_weight
+        self.temperature = temperature
+        with torch.no_grad():
+            self._behaviour()  # refuse an incompatible backbone now, not in the middle of training
+
+    def _behaviour(self) -> tuple[torch.Tensor, torch.Tensor]:
+        vectors = self.backbone.user_item_vectors()
+        if vectors is None or vectors[0].shape[1] != self.dim:
+            from recx.errors import ConfigError
+
+            raise ConfigError(f"BMA needs {self.dim}-d user/item vectors from backbone '{self.backbone_name}'",
+                              field="plugin", fix="use a backbone with embedding_dim-wide vectors (lightgcn, lattice, "
+                                                  "freedom, bpr)")
+        return vectors
+
+    def fused(self) -> tuple[torch.Tensor, torch.Tensor]:
+        b_u, b_i = self._behaviour()
+        m_u, m_i, _ = self.modal()
+        return b_u + m_u, b_i + m_i
+
+    # ---------------------------------------------------------------------------------- top-N protocol
+    def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached("vectors", self.fused)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.backbone.on_epoch_start(epoch)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        from recx.topn.losses import gather_triplet, triplet_bpr
+        from recx.topn.models.alignrec import similarity_preservation
+
+        own = self.backbone.loss(batch)
+        b_u, b_i = self._behaviour()
+        m_u, m_i, views = self.modal()
+        u, i, j = gather_triplet(b_u + m_u, b_i + m_i, batch)
+        users, pos = batch["users"], batch["pos"]
+        intra, inter = bma_losses(b_u.index_select(0, users), b_i.index_select(0, pos), m_u.index_select(0, users),
+                                  m_i.index_select(0, pos), self.temperature)
+        sss = sum(similarity_preservation(view.index_select(0, pos), self.modal.raw(idx).index_select(0, pos))
+                  for idx, view in enumerate(views))
+        return (own + triplet_bpr(u, i, j) + self.intra_weight * intra + self.inter_weight * inter
+                + self.sss_weight * sss)
