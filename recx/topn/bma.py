@@ -25,11 +25,13 @@ from recx.topn.graph import symmetric_spmm, train_adjacency
 from recx.topn.knn import FixedSparseGraph, cached_knn_graph
 from recx.topn.layers import Projector
 from recx.topn.losses import info_nce
-from recx.topn.models.base import TopNModel
+from recx.topn.models.base import DerivedState, TopNModel
 
 
-class ModalLine(nn.Module):
+class ModalLine(DerivedState):
     """Modal user/item representations from item features alone (see the module docstring)."""
+
+    derived = ("graphs", "adjacency")
 
     def __init__(self, data: InteractionData, dim: int, knn_k: int = 10, n_layers: int = 1,
                  feature_norm: str = "none") -> None:
@@ -48,13 +50,6 @@ class ModalLine(nn.Module):
         self.graphs = [FixedSparseGraph.from_knn(cached_knn_graph(data, m, knn_k, weighting="similarity",
                                                                   normalization="sym")) for m in self.modalities]
         self.adjacency = train_adjacency(data)
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        device = self.projections[0].net[-1].weight.device
-        self.graphs = [g.to(device) for g in self.graphs]
-        self.adjacency = self.adjacency.to(device)
-        return out
 
     def raw(self, idx: int) -> torch.Tensor:
         return getattr(self, f"feature_{idx}")

@@ -59,3 +59,21 @@ def test_symmetric_spmm_gradient_matches_dense():
     sparse_grad = torch.autograd.grad(symmetric_spmm(adj, x).pow(2).sum(), x)[0]
     dense_grad = torch.autograd.grad((adj.to_dense() @ x).pow(2).sum(), x)[0]
     assert torch.allclose(sparse_grad, dense_grad)
+
+
+def test_derived_state_follows_the_parameters_device():
+    from torch import nn
+
+    from recx.topn.models.base import DerivedState
+
+    class Holder(DerivedState):
+        derived = ("graph", "parts", "maybe")
+
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(2))
+            self.graph, self.parts, self.maybe = torch.ones(3), [torch.ones(1), torch.ones(2)], None
+
+    holder = Holder().to("meta")
+    assert holder.graph.device.type == "meta" and all(p.device.type == "meta" for p in holder.parts)
+    assert holder.maybe is None and "graph" not in holder.state_dict()

@@ -99,6 +99,9 @@ def stage_inputs(data: InteractionData, stage: str, features: str | None, ica: d
 
 
 class AlignRec(TopNModel):
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("item_graph", "adjacency")
+
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_ui_layers: int = 2, n_mm_layers: int = 1,
@@ -142,13 +145,6 @@ class AlignRec(TopNModel):
     def feature_report(self) -> dict:
         """Where ``x`` came from and AlignRec's intermediate metrics for the raw modalities and for ``x``."""
         return {**self.source, **self._feature_quality}
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        device = self.user_embedding.weight.device
-        self.item_graph = self.item_graph.to(device)
-        self.adjacency = self.adjacency.to(device)
-        return out
 
     # ------------------------------------------------------------------ forward
     def lines(self) -> tuple[torch.Tensor, torch.Tensor]:

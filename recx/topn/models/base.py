@@ -22,6 +22,7 @@ never sees stale values.
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable
 
 import torch
@@ -34,7 +35,30 @@ MODULE_KEYS = ("lr", "weight_decay", "lr_decay", "lr_decay_every")
 META_KEYS = ("name", "family")
 
 
-class TopNModel(nn.Module):
+class DerivedState(nn.Module):
+    """A module holding tensors derived from the data (adjacency matrices, kNN graphs) as plain attributes.
+
+    They are not learned, so they are not buffers and stay out of checkpoints; the attributes named in ``derived``
+    (a tensor, an object with ``.to(device)`` such as a graph, a list of those, or None) follow the parameters to
+    whatever device ``.to()``/``.cuda()`` moves the module to.
+    """
+
+    derived: tuple[str, ...] = ()
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        anchor = next(itertools.chain(self.parameters(), self.buffers()), None)
+        if anchor is not None:
+            for name in self.derived:
+                value = getattr(self, name, None)
+                if isinstance(value, list):
+                    setattr(self, name, [v.to(anchor.device) for v in value])
+                elif value is not None:
+                    setattr(self, name, value.to(anchor.device))
+        return out
+
+
+class TopNModel(DerivedState):
     """Base class: eval-mode caching plus default implementations derived from ``user_item_vectors``."""
 
     #: whether the model reads item features (``dataset.modalities``); checked before data preparation.

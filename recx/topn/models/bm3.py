@@ -49,6 +49,9 @@ from recx.topn.models.base import TopNModel
 
 
 class BM3(TopNModel):
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("adjacency",)
+
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 1, dropout: float = 0.5,
@@ -74,11 +77,6 @@ class BM3(TopNModel):
         self.projections = nn.ModuleDict({m: Projector(f.shape[1], embedding_dim) for m, f in feats.items()})
         # Not a buffer: derived from the data, kept out of checkpoints (see LightGCN).
         self.adjacency = train_adjacency(data)
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        self.adjacency = self.adjacency.to(self.user_embedding.weight.device)
-        return out
 
     # ------------------------------------------------------------ embeddings
     def online(self) -> tuple[torch.Tensor, torch.Tensor]:

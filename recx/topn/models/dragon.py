@@ -67,6 +67,9 @@ class DRAGON(_DualGraphBase):
     See the module docstring for the equations and every deliberate difference from the paper and MMRec.
     """
 
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = _DualGraphBase.derived + ("item_graph",)
+
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 2, n_mm_layers: int = 1,
                  knn_k: int = 10, modality_weights: dict[str, float] | None = None,
                  default_modality_weight: float = 1.0, user_knn_k: int = 40, user_layers: int = 1,
@@ -81,12 +84,6 @@ class DRAGON(_DualGraphBase):
             (c, cached_knn_graph(data, m, knn_k, weighting="binary", normalization="sym"))
             for c, m in zip(self.item_coefficients, self.modalities)
         ]))
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        device = self.gcns[0].preference.device
-        self.item_graph = self.item_graph.to(device)
-        return out
 
     def heterogeneous(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h_u, h_i)``: the attentive concatenation of the per-modality user–item GCN outputs, ``[·, M·d]``."""

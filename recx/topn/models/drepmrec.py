@@ -30,6 +30,9 @@ FUSIONS = ("sum", "concat")
 
 
 class DRepMRec(TopNModel):
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("adjacency",)
+
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_ui_layers: int = 2, n_mm_layers: int = 1,
@@ -48,11 +51,6 @@ class DRepMRec(TopNModel):
         nn.init.xavier_uniform_(self.item_embedding.weight)
         self.modal = ModalLine(data, embedding_dim, knn_k=knn_k, n_layers=n_mm_layers, feature_norm=feature_norm)
         self.adjacency = train_adjacency(data)
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        self.adjacency = self.adjacency.to(self.user_embedding.weight.device)
-        return out
 
     def behaviour(self) -> tuple[torch.Tensor, torch.Tensor]:
         ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight])

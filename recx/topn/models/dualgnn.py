@@ -120,6 +120,9 @@ def fusion_weights(n_users: int, n_modalities: int) -> nn.Parameter:
 class _DualGraphBase(TopNModel):
     """What DualGNN and DRAGON share: per-modality GCNs, per-user fusion weights, the user co-occurrence graph."""
 
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("adjacency", "user_graph")
+
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int, n_layers: int, user_knn_k: int, user_aggr: str,
@@ -136,16 +139,9 @@ class _DualGraphBase(TopNModel):
                                    for f in features.values()])
         # MMRec creates fusion weights only to use them with two modalities; one modality is used as it is.
         self.user_weights = fusion_weights(data.n_users, len(features)) if len(features) > 1 else None
-        # Derived from the data, not learned: attributes (not buffers), moved in _apply.
+        # Derived from the data, not learned: attributes (not buffers), listed in `derived`.
         self.adjacency = train_adjacency(data)
         self.user_graph = user_graph(data, user_knn_k, user_aggr)
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        device = self.gcns[0].preference.device
-        self.adjacency = self.adjacency.to(device)
-        self.user_graph = self.user_graph.to(device)
-        return out
 
     def features(self) -> list[torch.Tensor]:
         return [getattr(self, f"feature_{idx}") for idx in range(len(self.modalities))]

@@ -50,6 +50,9 @@ from recx.topn.losses import gather_triplet, triplet_bpr
 from recx.topn.models.base import TopNModel
 
 class FREEDOM(TopNModel):
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("adjacency", "train_pairs", "item_graph", "item_propagator", "pruned_adjacency")
+
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, knn_k: int = 10, n_mm_layers: int = 1,
@@ -76,7 +79,7 @@ class FREEDOM(TopNModel):
         self.item_embedding = nn.Embedding(data.n_items, embedding_dim)
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
-        # Derived from the data, never checkpointed (moved with the parameters in _apply). The graph is frozen, so it
+        # Derived from the data, never checkpointed (moved with the parameters: `derived`). The graph is frozen, so it
         # propagates as one CSR product (FixedSparseGraph) instead of a [n_items, k, d] gather.
         self.item_graph = CombinedGraph([
             (w, cached_knn_graph(data, m, knn_k, weighting="binary", normalization="sym"))
@@ -85,17 +88,6 @@ class FREEDOM(TopNModel):
         self.adjacency = train_adjacency(data)  # the full graph: inference
         self.train_pairs = torch.unique(data.train.long(), dim=0)  # deduplicated edges to prune from
         self.pruned_adjacency: torch.Tensor | None = None  # this epoch's denoised graph: training
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        device = self.user_embedding.weight.device
-        self.adjacency = self.adjacency.to(device)
-        self.train_pairs = self.train_pairs.to(device)
-        self.item_graph = self.item_graph.to(device)
-        self.item_propagator = self.item_propagator.to(device)
-        if self.pruned_adjacency is not None:
-            self.pruned_adjacency = self.pruned_adjacency.to(device)
-        return out
 
     def raw_features(self) -> list[torch.Tensor]:
         if self.finetune_features:

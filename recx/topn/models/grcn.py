@@ -236,6 +236,9 @@ class _ContentBranch(nn.Module):
 
 
 class GRCN(TopNModel):
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("edges",)
+
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, latent_dim: int = 64, n_layers: int = 2,
@@ -256,13 +259,8 @@ class GRCN(TopNModel):
         n = data.n_users + data.n_items
         self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(n, embedding_dim)))
         self.confidence = nn.Parameter(nn.init.xavier_normal_(torch.empty(n, len(features))))
-        # Not a buffer: derived from the data, kept out of checkpoints (moved in _apply).
+        # Not a buffer: derived from the data, kept out of checkpoints (listed in `derived`).
         self.edges = BipartiteEdges(data.train, data.n_users, data.n_items)
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        self.edges = self.edges.to(self.id_embedding.device)
-        return out
 
     def refine(self, affinities: torch.Tensor) -> torch.Tensor:
         """Per-edge weights of the refined graph from the ``[2E, M]`` per-modality affinities."""

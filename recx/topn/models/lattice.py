@@ -57,6 +57,9 @@ from recx.topn.models.base import TopNModel
 
 
 class LATTICE(TopNModel):
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("adjacency", "original_graphs")
+
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, feat_embed_dim: int = 64, knn_k: int = 10,
@@ -83,7 +86,7 @@ class LATTICE(TopNModel):
         self.item_embedding = nn.Embedding(data.n_items, embedding_dim)
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
-        # Derived from the data, never checkpointed (moved with the parameters in _apply).
+        # Derived from the data, never checkpointed (moved with the parameters: `derived`).
         self.adjacency = train_adjacency(data)
         self.original_graphs = [cached_knn_graph(data, m, knn_k, weighting="similarity", normalization="sym")
                                 for m in self.modalities]
@@ -91,11 +94,8 @@ class LATTICE(TopNModel):
         self._rebuild = True
 
     def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        device = self.user_embedding.weight.device
-        self.adjacency = self.adjacency.to(device)
-        self.original_graphs = [g.to(device) for g in self.original_graphs]
-        self._epoch_graph, self._rebuild = None, True
+        out = super()._apply(fn, *args, **kwargs)  # moves the derived graphs
+        self._epoch_graph, self._rebuild = None, True  # rebuilt on the new device
         return out
 
     def raw_features(self) -> list[torch.Tensor]:

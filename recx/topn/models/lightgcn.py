@@ -17,6 +17,9 @@ from recx.topn.models.base import TopNModel
 
 
 class LightGCN(TopNModel):
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("adjacency",)
+
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 3,
                  reg_weight: float = 1e-4) -> None:
         super().__init__(data.n_users, data.n_items)
@@ -28,12 +31,6 @@ class LightGCN(TopNModel):
         nn.init.xavier_uniform_(self.item_embedding.weight)
         # Not a buffer: it is derived from the data, not learned, so it stays out of checkpoints.
         self.adjacency = train_adjacency(data)
-
-    def _apply(self, fn, *args, **kwargs):
-        # Keep the (non-buffer) adjacency on the same device as the parameters.
-        out = super()._apply(fn, *args, **kwargs)
-        self.adjacency = self.adjacency.to(self.user_embedding.weight.device)
-        return out
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight])

@@ -83,6 +83,9 @@ class _ModalityBranch(nn.Module):
 
 
 class MMGCN(TopNModel):
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("adjacency", "adjacency_t")
+
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 2, latent_dim: int | None = 256,
@@ -104,15 +107,9 @@ class MMGCN(TopNModel):
             for name, feats in features.items()})
         self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(data.n_users + data.n_items,
                                                                             embedding_dim)))
-        # Not a buffer: derived from the data, kept out of checkpoints (moved in _apply).
+        # Not a buffer: derived from the data, kept out of checkpoints (listed in `derived`).
         self.adjacency = bipartite_aggregation_adjacency(data.train, data.n_users, data.n_items, aggregation)
         self.adjacency_t = transpose_csr(self.adjacency)
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        device = self.id_embedding.device
-        self.adjacency, self.adjacency_t = self.adjacency.to(device), self.adjacency_t.to(device)
-        return out
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All users' and items' fused representations ``z`` (mean over the modality branches)."""

@@ -68,6 +68,9 @@ def fac_widths(n_modalities: int, dim: int) -> list[int]:
 
 
 class SLMRec(TopNModel):
+    #: data-derived attributes that follow the parameters' device (see DerivedState)
+    derived = ("adjacency",)
+
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 3, temperature: float = 0.2,
@@ -101,11 +104,6 @@ class SLMRec(TopNModel):
         self.fac_modality = nn.ModuleList([_linear(embedding_dim, w) for w in widths])
         # Not a buffer: derived from the data, kept out of checkpoints (see LightGCN).
         self.adjacency = train_adjacency(data)
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        self.adjacency = self.adjacency.to(self.user_embedding.weight.device)
-        return out
 
     # ------------------------------------------------------------ embeddings
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
