@@ -23,7 +23,8 @@ from recx.console import console, fail, is_debug, print_error
 from recx.errors import ConfigError, RecxError
 
 CONF_DIR = (Path(__file__).resolve().parent.parent / "conf").resolve()
-CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "experiment", "plugin")
+CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "experiment", "plugin",
+                 "click_model")
 COMMANDS = {
     "train": "train one model on one dataset (Hydra overrides: model=bpr dataset=ml100k trainer.max_epochs=50)",
     "sweep": "Hydra multirun over comma-separated values ('model.lr=1e-3,1e-2'), then a summary table",
@@ -58,6 +59,20 @@ def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
             if v not in group_choices(key):
                 raise ConfigError(f"unknown {key} '{v}'", field=key,
                                   fix=f"choose one of: {', '.join(group_choices(key))}")
+
+
+#: the metric group a family is evaluated with unless the command line names one
+FAMILY_METRIC = {"topn": "topk", "ltr": "ltr"}
+
+
+def family_metric_override(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """``["metric=<family default>"]`` when the model's family is not what the default metric group evaluates and
+    the user chose no metric (``recx train model=starank dataset=mslr10k`` gets the LTR metrics)."""
+    if any(o.lstrip("+~").startswith("metric=") for o in overrides):
+        return []
+    wanted = FAMILY_METRIC.get(cfg.model.get("family"))
+    current = cfg.metric.get("family") if cfg.get("metric") is not None else None
+    return [f"metric={wanted}"] if wanted and current != wanted else []
 
 
 def check_compatibility(cfg: DictConfig) -> None:
@@ -222,8 +237,13 @@ def run_hydra(command: str, args: list[str]) -> int:
     if not passthrough:
         overrides = list(args)
         check_choices(overrides, sweep=command == "sweep")
-        cfg = compose(config_name, first_of_sweep(overrides) if command == "sweep" else overrides)
+        first = first_of_sweep(overrides) if command == "sweep" else overrides
+        cfg = compose(config_name, first)
         if command in ("train", "sweep"):
+            metric = family_metric_override(cfg, overrides)
+            if metric:
+                extra += metric
+                cfg = compose(config_name, [*first, *metric])
             check_compatibility(cfg)
         if command == "train":
             resume = resume_override(cfg)
@@ -267,6 +287,12 @@ def data_main(args: list[str]) -> int:
     if ns.verb == "download":
         raw = prep.download(source, data_dir, from_dir=ns.from_dir, log=out.print)
         out.print(f"[green]ok[/] raw files of {ns.name} in {raw}")
+        return 0
+    if cfg.dataset.get("family") == "ltr":  # query lists, not interactions: no split node, no modalities
+        from recx.ltr.sources import prepare_ltr
+
+        data = prepare_ltr(source, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)
+        out.print(f"[green]ok[/] {ns.name}: {data.stats()} in {data.cache_dir}")
         return 0
     split = instantiate(cfg.dataset.split)
     explicit = ns.modalities is not None

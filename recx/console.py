@@ -33,17 +33,21 @@ def metric_sort_key(name: str) -> tuple:
     return (view, rank, base, int(k) if k.isdigit() else 0)
 
 
+#: metrics reported without a cut-off (learning to rank: over the whole list)
+UNCUT_METRICS = ("map", "mrr")
+
+
 def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None = None) -> None:
     """One table, one row per metric, one column per evaluated split (valid, test)."""
     splits = [s for s in ("valid", "test") if results.get(s)]
-    names = sorted({k for s in splits for k in results[s] if "@" in k}, key=metric_sort_key)
+    names = sorted({k for s in splits for k in results[s] if "@" in k or k in UNCUT_METRICS}, key=metric_sort_key)
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     for s in splits:
         table.add_column(s, justify="right")
     for name in names:
         table.add_row(name, *(f"{results[s][name]:.4f}" if name in results[s] else "" for s in splits))
-    for count in ("n_users", "n_skipped_users", "cold/n_items", "cold/n_users"):
+    for count in ("n_users", "n_skipped_users", "cold/n_items", "cold/n_users", "n_queries"):
         if any(count in results[s] for s in splits):
             table.add_row(count.replace("n_", "").replace("_", " "),
                           *(f"{int(results[s].get(count, 0))}" for s in splits))

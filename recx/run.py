@@ -33,11 +33,11 @@ def construct(node: Any, **runtime: Any):
     such as :class:`~recx.data.interactions.InteractionData` into config nodes; here they bypass the config.
     Nested nodes are passed as plain dicts (a wrapper model such as MOTOR builds its own backbone from one).
     """
-    from hydra.utils import get_class
+    from hydra.utils import get_object
 
     params = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     target = params.pop("_target_")
-    return get_class(target)(**params, **runtime)
+    return get_object(target)(**params, **runtime)  # a class or a factory function
 
 
 def model_class(model_cfg: DictConfig):
@@ -50,8 +50,16 @@ def model_class(model_cfg: DictConfig):
                           fix="check the class path in conf/model/<name>.yaml") from exc
 
 
+def is_ltr(cfg: DictConfig) -> bool:
+    return cfg.model.get("family") == "ltr"
+
+
 def build_datamodule(cfg: DictConfig):
     """The family datamodule named by ``dataset.datamodule``, loading only the modalities the model reads."""
+    if is_ltr(cfg):
+        from recx.ltr import recipe
+
+        return recipe.build_datamodule(cfg)
     uses_features = bool(getattr(model_class(cfg.model), "uses_features", False)) or bool(cfg.get("plugin"))
     modalities = tuple(cfg.dataset.get("modalities") or ()) if uses_features else ()
     if uses_features and not modalities:
@@ -76,6 +84,10 @@ def build_net(model_cfg: DictConfig, data, plugin: DictConfig | None = None):
     With a ``plugin`` node (``+plugin=bma``), the plug-in is built around the model, which it receives as its
     ``backbone`` config (as MOTOR receives its backbone).
     """
+    if model_cfg.get("family") == "ltr":
+        from recx.ltr import recipe
+
+        return recipe.build_net(model_cfg, data)
     from recx.topn.models.base import META_KEYS, MODULE_KEYS
 
     net_cfg = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
@@ -93,6 +105,10 @@ def build_net(model_cfg: DictConfig, data, plugin: DictConfig | None = None):
 
 
 def build_module(cfg: DictConfig, net):
+    if is_ltr(cfg):
+        from recx.ltr import recipe
+
+        return recipe.build_module(cfg, net)
     from recx.topn.models.base import MODULE_KEYS
     from recx.topn.module import TopNModule
 
@@ -121,7 +137,8 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*configure_optimizers. returned .None.*", ".*training_step. returned .None.*",
-                    ".*does not have many workers.*", ".*isinstance.treespec, LeafSpec.*",
+                    ".*does not have many workers.*", ".*smaller than the logging interval.*",
+                    ".*isinstance.treespec, LeafSpec.*",
                     ".*Checkpoint directory .* exists and is not empty.*",
                     ".*Sparse CSR tensor support is in beta.*", ".*Sparse invariant checks are implicitly disabled.*"):
         warnings.filterwarnings("ignore", message=pattern)
@@ -162,6 +179,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, *, max_epochs
 
 
 def conventions(cfg: DictConfig, dm) -> dict:
+    if is_ltr(cfg):
+        from recx.ltr import recipe
+
+        return recipe.conventions(cfg, dm)
     from recx.data.prepare import describe
     from recx.metrics.topk import CONVENTIONS
 
@@ -204,6 +225,8 @@ def model_reports(net) -> dict[str, Any]:
         out["tokenizer"] = net.tokenizer_report()
     if hasattr(net, "feature_report"):
         out["features"] = net.feature_report()
+    if hasattr(net, "propensities"):
+        out["learned_propensity"] = [round(float(p), 4) for p in net.propensities()]
     return out
 
 
@@ -250,7 +273,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
-    net = build_net(cfg.model, dm.data, cfg.get("plugin"))
+    net = build_net(cfg.model, dm if is_ltr(cfg) else dm.data, cfg.get("plugin"))
     module = build_module(cfg, net)
     module.recx_config = OmegaConf.to_container(cfg, resolve=True)
 
@@ -421,7 +444,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     dm = build_datamodule(run_cfg)
     dm.setup("test")
-    net = build_net(run_cfg.model, dm.data, run_cfg.get("plugin"))
+    net = build_net(run_cfg.model, dm if is_ltr(run_cfg) else dm.data, run_cfg.get("plugin"))
     module = build_module(run_cfg, net)
     try:
         module.load_state_dict(ckpt["state_dict"])

@@ -1,0 +1,105 @@
+"""The LTR LightningModule: optimisation around any LTR model, and evaluation on true relevance labels.
+
+Validation and test score every query's full list and average per-query metrics from :mod:`recx.metrics.ltr`
+(NDCG@k with gain 2^r−1, ERR@10, MAP). Model selection uses the validation ``monitor`` (NDCG@10 by default) on true
+labels, as ULTRA and allRank do; test metrics never select anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import torch
+
+from recx.errors import TrainingError
+from recx.ltr.models.base import LTRModel
+
+STAGE_SPLIT = {"val": "valid", "test": "test"}
+
+
+def query_metrics(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, ks: Sequence[int],
+                  err_k: int = 10, max_label: int = 4, idcg_zero: str = "one") -> dict[str, torch.Tensor]:
+    """Per-query values ``[B]`` of every reported metric."""
+    from recx.metrics import ltr
+
+    out = {f"ndcg@{k}": ltr.ndcg_at_k(scores, labels, mask, k, idcg_zero=idcg_zero) for k in ks}
+    out[f"err@{err_k}"] = ltr.err_at_k(scores, labels, mask, err_k, max_label=max_label)
+    out["map"] = ltr.average_precision(scores, labels, mask)
+    out["mrr"] = ltr.reciprocal_rank(scores, labels, mask)
+    return out
+
+
+class LTRModule(pl.LightningModule):
+    def __init__(self, net: LTRModel, lr: float = 1e-3, weight_decay: float = 0.0, ks: Sequence[int] = (1, 3, 5, 10),
+                 monitor: str = "ndcg@10", idcg_zero: str = "one", max_label: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        self.net = net
+        self.lr, self.weight_decay = lr, weight_decay
+        self.ks = sorted(int(k) for k in ks)
+        self.monitor, self.idcg_zero, self.max_label = monitor, idcg_zero, max_label
+        self.seed = seed
+        self.results: dict[str, dict[str, float]] = {}
+        self.recx_config: dict[str, Any] | None = None
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    # -------------------------------------------------------------- training
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(self.seed * 1_000_003 + 7919 * (self.current_epoch + 1))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
+        loss = self.net.loss(batch)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}",
+                fix="lower model.lr, or check the features for extreme values (dataset normalization)",
+            )
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch["mask"].shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    # ------------------------------------------------------------ evaluation
+    def _start(self) -> None:
+        self._sums, self._count = {}, 0
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> None:
+        scores = self.net.score(batch)
+        values = query_metrics(scores, batch["labels"], batch["mask"], self.ks, max_label=self.max_label,
+                               idcg_zero=self.idcg_zero)
+        for name, v in values.items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(v.sum())
+        self._count += batch["mask"].shape[0]
+
+    def _finish(self, stage: str) -> dict[str, float]:
+        values = {k: v / max(self._count, 1) for k, v in self._sums.items()}
+        values["n_queries"] = float(self._count)
+        self.results[STAGE_SPLIT[stage]] = values
+        shown = self.monitor if stage == "val" else None
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items() if k != shown and k != "n_queries"})
+        if shown in values:
+            self.log(f"{stage}/{shown}", values[shown], prog_bar=True)
+        return values
+
+    def on_validation_epoch_start(self) -> None:
+        self._start()
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start()
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._finish("test")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["recx"] = {"config": self.recx_config, "format": 1}
