@@ -40,9 +40,14 @@ def group_choices(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+def serves(dataset: DictConfig, family: str | None) -> bool:
+    """A dataset serves its own family, and another one when it carries a view for it (ml100k's ``ltr`` node)."""
+    return dataset.get("family") == family or (family is not None and dataset.get(family) is not None)
+
+
 def datasets_for_family(family: str) -> list[str]:
     return [name for name in group_choices("dataset")
-            if OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml").get("family") == family]
+            if serves(OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml"), family)]
 
 
 def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
@@ -79,7 +84,7 @@ def check_compatibility(cfg: DictConfig) -> None:
     """A model serves one task family and a dataset serves one: refuse a wrong pair with the datasets that fit."""
     model_family = cfg.model.get("family")
     dataset_family = cfg.dataset.get("family")
-    if model_family != dataset_family:
+    if not serves(cfg.dataset, model_family):
         fits = datasets_for_family(model_family)
         raise ConfigError(
             f"model '{cfg.model.name}' ({model_family}) cannot train on dataset '{cfg.dataset.name}' ({dataset_family})",

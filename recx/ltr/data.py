@@ -9,7 +9,7 @@ training time); padding to ``[B, L, F]`` happens per batch in :func:`pad_batch`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,13 +29,17 @@ class LTRSplit:
 
     ``features`` ``[n_docs, n_features]`` float32; ``labels`` ``[n_docs]`` int64 graded relevance (0 = not relevant);
     ``offsets`` ``[n_queries + 1]`` int64, starting at 0 and ending at ``n_docs``; ``qids`` ``[n_queries]`` int64, the
-    query ids of the source file (kept for reporting and for joining click logs).
+    query ids of the source file (kept for reporting and for joining click logs). Optional per-query context:
+    ``history [n_queries, H, n_features]`` + ``history_mask [n_queries, H]`` (STARank's browsing history, e.g. a
+    user's previous items on top-N data).
     """
 
     features: torch.Tensor
     labels: torch.Tensor
     offsets: torch.Tensor
     qids: torch.Tensor
+    history: torch.Tensor | None = None
+    history_mask: torch.Tensor | None = None
 
     @property
     def n_queries(self) -> int:
@@ -70,7 +74,9 @@ class LTRSplit:
         # row of document j of the new split = old start of its query + (j - new start of its query)
         shift = torch.repeat_interleave(self.offsets[:-1][qi] - offsets[:-1], lengths)
         rows = torch.arange(int(offsets[-1])) + shift
-        return LTRSplit(self.features[rows], self.labels[rows], offsets, self.qids[qi].clone())
+        history = self.history[qi] if self.history is not None else None
+        history_mask = self.history_mask[qi] if self.history_mask is not None else None
+        return LTRSplit(self.features[rows], self.labels[rows], offsets, self.qids[qi].clone(), history, history_mask)
 
     def validate(self, name: str = "split") -> "LTRSplit":
         """Check dtypes, shapes, offsets and values; raise a DataError naming the field at fault."""
@@ -207,7 +213,7 @@ def normalize_per_query(split: LTRSplit, method: str = "zscore", exclude: Sequen
     if len(exclude):
         cols = torch.as_tensor(list(exclude), dtype=torch.long)
         out[:, cols] = x[:, cols]
-    return LTRSplit(out, split.labels, split.offsets, split.qids)
+    return replace(split, features=out)
 
 
 def pad_batch(split: LTRSplit, query_index: torch.Tensor | Sequence[int], max_length: int | None = None,

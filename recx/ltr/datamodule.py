@@ -59,6 +59,14 @@ def query_percentile(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tenso
     return (rank_in_query + 1).float() / lengths.float()
 
 
+def with_history(batch: dict[str, torch.Tensor], split: LTRSplit, queries: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Add the queries' browsing history (``history``, ``history_mask``) when the split has one."""
+    if split.history is not None:
+        batch["history"] = split.history[queries]
+        batch["history_mask"] = split.history_mask[queries]
+    return batch
+
+
 class LTRDataModule(pl.LightningDataModule):
     def __init__(self, source: Any = None, data: LTRData | None = None, click_model: Any = None,
                  batch_size: int = 64, eval_batch_size: int = 64, max_slate_length: int | None = 200,
@@ -142,7 +150,7 @@ class LTRDataModule(pl.LightningDataModule):
         batches = []
         for chunk in order.split(self.batch_size):
             features, labels, mask = pad_batch(train, chunk, self.max_slate_length, generator)
-            batches.append({"features": features, "targets": labels.float(), "mask": mask})
+            batches.append(with_history({"features": features, "targets": labels.float(), "mask": mask}, train, chunk))
         return batches
 
     def click_batches(self) -> list[dict[str, torch.Tensor]]:
@@ -164,7 +172,7 @@ class LTRDataModule(pl.LightningDataModule):
             }
             if popularity is not None:
                 batch["popularity"] = popularity
-            batches.append(batch)
+            batches.append(with_history(batch, train, chunk))
         return batches
 
     def eval_batches(self, split: LTRSplit) -> list[dict[str, torch.Tensor]]:
@@ -172,7 +180,8 @@ class LTRDataModule(pl.LightningDataModule):
         batches = []
         for chunk in order.split(self.eval_batch_size):
             features, labels, mask = pad_batch(split, chunk, None)
-            batches.append({"features": features, "labels": labels, "mask": mask, "query": chunk})
+            batches.append(with_history({"features": features, "labels": labels, "mask": mask, "query": chunk},
+                                        split, chunk))
         return batches
 
     def val_dataloader(self) -> DataLoader:

@@ -32,7 +32,8 @@ def query_metrics(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
 
 class LTRModule(pl.LightningModule):
     def __init__(self, net: LTRModel, lr: float = 1e-3, weight_decay: float = 0.0, ks: Sequence[int] = (1, 3, 5, 10),
-                 monitor: str = "ndcg@10", idcg_zero: str = "one", max_label: int = 4, seed: int = 0) -> None:
+                 monitor: str = "ndcg@10", idcg_zero: str = "one", max_label: int | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         self.net = net
         self.lr, self.weight_decay = lr, weight_decay
@@ -50,6 +51,8 @@ class LTRModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
         loss = self.net.loss(batch)
+        if loss is None:  # nothing to train (the random baseline)
+            return None
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}",
@@ -59,11 +62,15 @@ class LTRModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay) if params else None
 
     # ------------------------------------------------------------ evaluation
     def _start(self) -> None:
         self._sums, self._count = {}, 0
+        if self.max_label is None:  # ERR's grade scale: the dataset's highest label (4 on MSLR, 1 on binary data)
+            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            self.max_label = int(dm.data.max_label) if dm is not None else 4
 
     def _step(self, batch: dict[str, torch.Tensor]) -> None:
         scores = self.net.score(batch)

@@ -22,10 +22,17 @@ def click_model_of(cfg: DictConfig):
 
 
 def build_datamodule(cfg: DictConfig):
+    """An LTR dataset's own datamodule, or the ``ltr`` view of a top-N dataset (``dataset.ltr``: an LTR source
+    wrapping the dataset's source, e.g. ml100k's timeline windows, and its datamodule)."""
     from recx.run import construct
 
-    return construct(cfg.dataset.datamodule, source=construct(cfg.dataset.source), click_model=click_model_of(cfg),
-                     data_dir=cfg.paths.data_dir, seed=cfg.seed)
+    source = construct(cfg.dataset.source)
+    node = cfg.dataset
+    if cfg.dataset.get("family") != "ltr":
+        node = cfg.dataset.ltr
+        source = construct(node.source, source=source)
+    return construct(node.datamodule, source=source, click_model=click_model_of(cfg), data_dir=cfg.paths.data_dir,
+                     seed=cfg.seed)
 
 
 def build_net(model_cfg: DictConfig, dm) -> Any:
@@ -56,7 +63,7 @@ def build_module(cfg: DictConfig, net):
 
     optim = {k: cfg.model[k] for k in MODULE_KEYS if k in cfg.model}
     return LTRModule(net, ks=list(cfg.metric.ks), monitor=cfg.metric.monitor,
-                     idcg_zero=cfg.metric.get("idcg_zero", "one"), max_label=cfg.metric.get("max_label", 4),
+                     idcg_zero=cfg.metric.get("idcg_zero", "one"), max_label=cfg.metric.get("max_label"),
                      seed=cfg.seed, **optim)
 
 

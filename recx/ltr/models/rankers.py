@@ -14,6 +14,24 @@ from recx.ltr.losses import lambdarank_loss, listmle_loss, listnet_loss, masked_
 from recx.ltr.models.base import DocumentMLP, LTRModel
 
 
+class RandomRanker(LTRModel):
+    """The chance baseline: a fixed pseudo-random score per (query batch position, document position) — nothing to
+    train. Any model worth its name must beat it on true-label NDCG."""
+
+    learns_from = "either"
+
+    def __init__(self, n_features: int, seed: int = 0) -> None:
+        super().__init__()
+        self.seed = seed
+
+    def score(self, batch):
+        g = torch.Generator().manual_seed(self.seed)
+        return torch.rand(batch["mask"].shape, generator=g)
+
+    def loss(self, batch):
+        return None
+
+
 class MLPRanker(LTRModel):
     """A per-document MLP scorer; subclasses choose the loss."""
 
