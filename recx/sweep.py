@@ -168,12 +168,18 @@ def write_aggregate(groups: list[dict[str, Any]], path: Path) -> None:
             writer.writerow({k: g.get(k, "") for k in columns})
 
 
+#: the metric shown beside the monitor in the seed table: the first one the runs report (top-N, then LTR)
+SECOND_METRICS = ("ndcg@20", "err@10")
+
+
 def print_aggregate(groups: list[dict[str, Any]], monitor: str, title: str) -> None:
     from rich.table import Table
 
     from recx.console import console
 
-    shown = [monitor] + [m for m in ("ndcg@20",) if m != monitor]
+    present = {k.split("/", 1)[1] for g in groups for k in g if k.startswith("test/") and not k.endswith(":std")}
+    second = next((m for m in SECOND_METRICS if m in present and m != monitor), None)
+    shown = [monitor] + ([second] if second else [])
     table = Table(title=title, title_justify="left")
     table.add_column("params", overflow="fold", ratio=3)
     table.add_column("n", justify="right")

@@ -72,7 +72,7 @@ class LTRDataModule(pl.LightningDataModule):
                  batch_size: int = 64, eval_batch_size: int = 64, max_slate_length: int | None = 200,
                  logging_policy: str = "ridge", logging_fraction: float = 0.01, logging_feature: int | None = None,
                  impressions_per_query: int = 10,
-                 propensity_rounds: int = 20, popularity_feature: int | None = None,
+                 propensity_rounds: int = 20, popularity_feature: int | str | None = "auto",
                  data_dir: str | Path | None = None, seed: int = 0) -> None:
         super().__init__()
         self.source, self.data = source, data
@@ -100,6 +100,9 @@ class LTRDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
             self.data = self._load()
+        if self.popularity_feature == "auto":  # the dataset's own popularity column, when it names one
+            column = (self.data.meta or {}).get("popularity_column")
+            self.popularity_feature = int(column) + 1 if column is not None else None
         if self.popularity_feature is not None and not 1 <= self.popularity_feature <= self.data.n_features:
             raise ConfigError(f"popularity_feature {self.popularity_feature} is not a feature of '{self.data.name}' "
                               f"(1..{self.data.n_features})", field="dataset.datamodule.popularity_feature",

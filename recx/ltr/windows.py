@@ -131,5 +131,5 @@ def build_windows(frame: pl.DataFrame, items: pl.DataFrame | None, window: int, 
             history_mask=torch.ones(q, window, dtype=torch.bool),
         )
     meta = {"features": FEATURES, "window": window, "relevant_rating": relevant_rating,
-            "popularity_feature": POPULARITY_FEATURE, "users": int(user.max()) + 1 if n else 0}
+            "popularity_column": POPULARITY_FEATURE - 1, "users": int(user.max()) + 1 if n else 0}
     return LTRData(name=name, meta=meta, **parts).validate()
