@@ -64,6 +64,7 @@ def build_module(cfg: DictConfig, net):
     optim = {k: cfg.model[k] for k in MODULE_KEYS if k in cfg.model}
     return LTRModule(net, ks=list(cfg.metric.ks), monitor=cfg.metric.monitor,
                      idcg_zero=cfg.metric.get("idcg_zero", "one"), max_label=cfg.metric.get("max_label"),
+                     simulated_clicks=cfg.metric.get("simulated_clicks", True),
                      seed=cfg.seed, **optim)
 
 

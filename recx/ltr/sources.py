@@ -19,8 +19,8 @@ import numpy as np
 from recx.data.download import RemoteFile, is_present
 from recx.data.prepare import default_data_dir, describe, download, unverified_fingerprint
 from recx.errors import ConfigError, DataError
-from recx.ltr.data import NORMALIZATIONS, PREPARED_FILE, LTRData, normalize_per_query
-from recx.ltr.svmlight import read_svmlight
+from recx.ltr.data import NORMALIZATIONS, PREPARED_FILE, LTRData, LTRSplit, normalize_per_query
+from recx.data.svmlight import read_svmlight
 from recx.ltr.synthetic import SyntheticLTR
 
 LTR_PREPARE_VERSION = 1  # bump when the prepared layout or the reading rules change
@@ -119,7 +119,8 @@ class MSLR10K:
 
         def read(split: str, name: str, drop_last: bool):
             infos[split] = {}
-            return read_svmlight(raw_dir / name, MSLR_FEATURES, drop_last_query=drop_last, info=infos[split])
+            table = read_svmlight(raw_dir / name, MSLR_FEATURES, drop_last_query=drop_last, info=infos[split])
+            return LTRSplit(table.features, table.labels, table.offsets, table.qids)
 
         if layout == "official":
             train, valid, test = (read(s, f.name, False) for s, f in zip(("train", "valid", "test"), files))

@@ -21,7 +21,8 @@ def data():
 
 def fit(net, dm, epochs, lr=3e-3, seed=0):
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    params = net.optimizer_groups(lr) if hasattr(net, "optimizer_groups") else net.parameters()
+    opt = torch.optim.Adam(params, lr=lr)
     for epoch in range(epochs):
         dm.epoch = epoch
         net.train()

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from recx.errors import DataError
-from recx.ltr import svmlight
+from recx.data import svmlight
 from recx.ltr.data import LTRData, LTRSplit, drop_queries_without_relevant, normalize_per_query, pad_batch
 from recx.ltr.sources import MSLR10K, SyntheticLTRSource, prepare_ltr
-from recx.ltr.svmlight import read_svmlight
+from recx.data.svmlight import read_svmlight
 from recx.ltr.synthetic import SyntheticLTR
 from tests.conftest import needs_mirror
 

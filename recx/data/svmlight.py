@@ -11,6 +11,7 @@ every error names the file, the 1-based line number and the token.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 import re
 import warnings
 from pathlib import Path
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 
 from recx.errors import DataError, require_file
-from recx.ltr.data import LTRSplit
 
 BLOCK_LINES = 20_000  # lines parsed per numpy call: bounds the temporary text and float64 arrays
 _TWO_COLONS = re.compile(r":[^\s:]*:")
@@ -31,8 +31,8 @@ FORMAT_FIX = "each line must read `<label> qid:<int> <index>:<value> ... [# comm
 
 
 def read_svmlight(path: str | Path, n_features: int | None = None, *, drop_last_query: bool = False,
-                  info: dict[str, Any] | None = None) -> LTRSplit:
-    """Read one SVMlight/LETOR file into an :class:`~recx.ltr.data.LTRSplit`.
+                  info: dict[str, Any] | None = None) -> "RankingTable":
+    """Read one SVMlight/LETOR file into an :class:`RankingTable`.
 
     Missing feature indices are 0 (sparse lines are allowed). ``n_features``: the width of the feature matrix; an
     index above it is an error; ``None`` infers the largest index seen. Comments (``#`` to end of line) and blank
@@ -95,12 +95,42 @@ def read_svmlight(path: str | Path, n_features: int | None = None, *, drop_last_
     n_docs = int(offsets[-1])
     if n_docs < len(lines):  # copies, so that saving the split does not save the dropped rows' storage too
         features, label_array = features[:n_docs].copy(), label_array[:n_docs].copy()
-    return LTRSplit(
+    return RankingTable(
         features=torch.from_numpy(features),
         labels=torch.from_numpy(label_array),
         offsets=torch.from_numpy(offsets.astype(np.int64)),
         qids=torch.from_numpy(qid_array[starts[:len(offsets) - 1]]),
     )
+
+
+@dataclass(frozen=True)
+class RankingTable:
+    """A ranking file's content, queries stored flat: query ``q`` owns rows ``offsets[q]:offsets[q+1]``.
+
+    The learning-to-rank family wraps it as :class:`recx.ltr.data.LTRSplit` (same fields); this module stays below
+    the families in the import order.
+    """
+
+    features: torch.Tensor  # [n_docs, n_features] float32
+    labels: torch.Tensor  # [n_docs] int64
+    offsets: torch.Tensor  # [n_queries + 1] int64
+    qids: torch.Tensor  # [n_queries] int64
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.qids.shape[0])
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
