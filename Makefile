@@ -20,6 +20,7 @@ bench:
 	$(PY) scripts/bench_scoring.py
 	$(PY) scripts/bench_tokenizer.py
 	$(PY) scripts/bench_lis.py
+	$(PY) scripts/bench_ltr.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache
