@@ -428,3 +428,9 @@ class LoggedClicks:
             clicks[index[qid], pos], mask[index[qid], pos] = click, True
         cls._check_binary(clicks, mask, p)
         return cls(np.asarray(order, dtype=np.int64), torch.from_numpy(clicks), torch.from_numpy(mask))
+
+
+def logged_clicks(path: str | Path, name: str = "logged") -> LoggedClicks:
+    """``click_model=logged click_model.path=<file>``: train on logged clicks instead of simulated ones (``name`` is
+    the config group's label, unused)."""
+    return LoggedClicks.from_file(path)

@@ -7,6 +7,10 @@
   are sampled from the click model (per impression, seeded by ``(seed, epoch)``), so models see fresh clicks on the
   same logged lists, as in ULTRA's click-simulation feed. Batches carry the display ranks, the propensities estimated
   by a randomisation experiment (:mod:`~recx.ltr.propensity`) and, when the dataset names one, a popularity signal.
+* **Logged clicks** (``click_model=logged click_model.path=<file>``): each training query with logged clicks is shown
+  as its documents in file order (position = index in the file's list), with the logged clicks, identical every
+  epoch. No simulator to randomise, so IPS propensities are unknown (1.0: IPS reduces to the naive loss); DLA and
+  InfoRank learn theirs.
 * **Evaluation**: full lists of the validation/test queries with their true labels (as ULTRA and allRank do).
 
 Batches are whole tensors built in the main process (no per-sample collation), so an epoch costs a few gathers.
@@ -108,7 +112,10 @@ class LTRDataModule(pl.LightningDataModule):
                               f"(1..{self.data.n_features})", field="dataset.datamodule.popularity_feature",
                               fix="give a 1-based feature index, or null for no popularity signal")
         if self.click_model is not None and self.logged is None:
-            self.logged = self._log_training_lists()
+            from recx.ltr.clicks import LoggedClicks
+
+            self.logged = (self._read_logged_clicks() if isinstance(self.click_model, LoggedClicks)
+                           else self._log_training_lists())
 
     @property
     def n_features(self) -> int:
@@ -138,6 +145,26 @@ class LTRDataModule(pl.LightningDataModule):
         info["estimated_propensity"] = [round(float(p), 4) for p in logged["propensity"]]
         return logged
 
+    def _read_logged_clicks(self) -> dict[str, Any]:
+        train, log = self.data.train, self.click_model
+        qids = train.qids.tolist()
+        logged = set(int(q) for q in log.qids)
+        queries = torch.tensor([i for i, q in enumerate(qids) if q in logged], dtype=torch.long)
+        if queries.numel() == 0:
+            raise ConfigError(f"none of the {len(qids)} training queries of '{self.data.name}' has logged clicks",
+                              field="click_model.path", fix="log clicks with the qids of the training file")
+        clicks, mask = log.rows([qids[i] for i in queries.tolist()])
+        width = clicks.shape[1]
+        position = torch.arange(width)
+        mask = mask & (position.unsqueeze(0) < train.lengths[queries].unsqueeze(1))
+        rows = (train.offsets[:-1][queries].unsqueeze(1) + position).clamp_max(train.n_docs - 1) * mask
+        popularity = self.popularity(train)
+        return {"rows": rows, "mask": mask, "clicks": clicks * mask, "queries": queries,
+                "popularity": popularity[rows] if popularity is not None else None,
+                "propensity": torch.ones(width),
+                "info": {"policy": "logged", "file_queries": len(log), "trained_queries": int(queries.numel()),
+                         "propensity": "unknown (1.0): IPS equals the naive loss on logged clicks"}}
+
     # ----------------------------------------------------------------- loaders
     def _generator(self, salt: int) -> torch.Generator:
         epoch = self.trainer.current_epoch if self.trainer is not None else getattr(self, "epoch", 0)
@@ -160,13 +187,17 @@ class LTRDataModule(pl.LightningDataModule):
         logged, train = self.logged, self.data.train
         generator = self._generator(2)
         n_queries = logged["rows"].shape[0]
-        impressions = torch.arange(n_queries).repeat(self.impressions_per_query)
+        repeats = 1 if "clicks" in logged else self.impressions_per_query  # a log is one fixed set of impressions
+        impressions = torch.arange(n_queries).repeat(repeats)
         impressions = impressions[torch.randperm(impressions.numel(), generator=generator)]
         batches = []
         for chunk in impressions.split(self.batch_size):
             rows, mask = logged["rows"][chunk], logged["mask"][chunk]
             popularity = logged["popularity"][chunk] if logged["popularity"] is not None else None
-            clicks = self.click_model.sample(logged["labels"][chunk], mask, generator, popularity=popularity)
+            if "clicks" in logged:  # logged clicks: the same every epoch
+                clicks = logged["clicks"][chunk]
+            else:
+                clicks = self.click_model.sample(logged["labels"][chunk], mask, generator, popularity=popularity)
             batch = {
                 "features": train.features[rows] * mask.unsqueeze(-1), "mask": mask,
                 "targets": clicks.float() * mask,
@@ -175,7 +206,8 @@ class LTRDataModule(pl.LightningDataModule):
             }
             if popularity is not None:
                 batch["popularity"] = popularity
-            batches.append(with_history(batch, train, chunk))
+            queries = logged["queries"][chunk] if "queries" in logged else chunk
+            batches.append(with_history(batch, train, queries))
         return batches
 
     def eval_batches(self, split: LTRSplit) -> list[dict[str, torch.Tensor]]:

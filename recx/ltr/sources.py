@@ -137,6 +137,54 @@ class MSLR10K:
         return LTRData(name=self.name, train=train, valid=valid, test=test, meta=meta)
 
 
+class LETORFolder:
+    """Any LETOR/SVMlight dataset laid out as train / validation / test files (Yahoo! LTR Set 1, Istella-S, Istella
+    full, MSLR-WEB30K, ...): ``conf/dataset/<name>.yaml`` names the files and the feature count.
+
+    The files have no published checksum (the user supplies them with ``--from <folder>``), so they are unverified
+    and the cache follows their size and mtime. Without a ``valid`` file the validation split is a seeded
+    ``valid_fraction`` of the train queries (whole queries).
+    """
+
+    raw_columns: tuple[int, ...] = ()
+
+    def __init__(self, name: str, train: str, test: str, n_features: int, valid: str | None = None,
+                 normalization: str = "zscore", valid_fraction: float = 0.2, seed: int = 0,
+                 url: str | None = None) -> None:
+        self.name, self.n_features = name, int(n_features)
+        self.files = {"train": train, "valid": valid, "test": test}
+        self.normalization = _check_normalization(normalization)
+        self.valid_fraction, self.seed = float(valid_fraction), int(seed)
+        self.instructions = (f"download {name} from its owner{f' ({url})' if url else ''}, then run `recx data download "
+                             f"{name} --from <folder holding {', '.join(f for f in self.files.values() if f)}>`")
+
+    def cache_key(self) -> dict:
+        return {"files": self.files, "n_features": self.n_features, "normalization": self.normalization,
+                "valid_fraction": self.valid_fraction, "seed": self.seed}
+
+    def file_sets(self) -> list[list[RemoteFile]]:
+        return [[RemoteFile(Path(f).name, None, mirror=f"{self.name}/{f}") for f in self.files.values() if f]]
+
+    def read(self, raw_dir: Path) -> LTRData:
+        raw_dir = Path(raw_dir)
+        infos: dict[str, dict] = {}
+
+        def read(split: str) -> LTRSplit:
+            infos[split] = {}
+            table = read_svmlight(raw_dir / Path(self.files[split]).name, self.n_features, info=infos[split])
+            return LTRSplit(table.features, table.labels, table.offsets, table.qids)
+
+        train, test = read("train"), read("test")
+        if self.files["valid"]:
+            valid = read("valid")
+        else:
+            order = np.random.default_rng(self.seed).permutation(train.n_queries)
+            n_valid = max(1, round(self.valid_fraction * train.n_queries))
+            train, valid = train.subset(np.sort(order[n_valid:])), train.subset(np.sort(order[:n_valid]))
+        return LTRData(name=self.name, train=train, valid=valid, test=test,
+                       meta={"files": self.files, "reader": infos})
+
+
 class SyntheticLTRSource:
     """:class:`~recx.ltr.synthetic.SyntheticLTR` as a dataset source (nothing to download).
 

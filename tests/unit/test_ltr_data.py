@@ -296,3 +296,20 @@ def test_prepare_mslr_official_layout_from_folder(tmp_path):
     assert data.meta["layout"] == "official" and data.meta["files"][0] == "fold2.train.txt"
     assert data.n_features == 136 and data.valid.qids.tolist() == [2, 12] and data.test.lengths.tolist() == [2, 1]
     assert data.train.features[0, 135] == 5 and data.meta["dropped_queries"] == {}
+
+
+def test_letor_folder_reads_a_user_supplied_layout_and_splits_validation(tmp_path):
+    """The generic LETOR source (Yahoo/Istella configs): files from --from, validation carved out when absent."""
+    from recx.ltr.sources import LETORFolder, prepare_ltr
+
+    src = tmp_path / "download"
+    src.mkdir()
+    lines = [f"{q % 3} qid:{q} 1:{q}.5 3:-1" for q in range(1, 11) for _ in range(4)]
+    (src / "train.txt").write_text("\n".join(lines) + "\n")
+    (src / "test.txt").write_text("2 qid:50 1:1 2:2\n0 qid:50 3:1\n")
+    source = LETORFolder("toy_letor", train="train.txt", test="test.txt", n_features=3, normalization="none",
+                         valid_fraction=0.3)
+    data = prepare_ltr(source, tmp_path / "data", from_dir=src)
+    assert (data.train.n_queries, data.valid.n_queries, data.test.n_queries) == (7, 3, 1)
+    assert set(data.train.qids.tolist()).isdisjoint(data.valid.qids.tolist())
+    assert data.test.features.tolist() == [[1.0, 2.0, 0.0], [0.0, 0.0, 1.0]]
