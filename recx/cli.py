@@ -67,7 +67,7 @@ def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
 
 
 #: the metric group a family is evaluated with unless the command line names one
-FAMILY_METRIC = {"topn": "topk", "ltr": "ltr"}
+FAMILY_METRIC = {"topn": "topk", "ltr": "ltr", "interactive": "interactive"}
 
 
 def family_metric_override(cfg: DictConfig, overrides: list[str]) -> list[str]:
@@ -84,8 +84,9 @@ def check_compatibility(cfg: DictConfig) -> None:
     """A model serves one task family and a dataset serves one: refuse a wrong pair with the datasets that fit."""
     model_family = cfg.model.get("family")
     dataset_family = cfg.dataset.get("family")
-    if not serves(cfg.dataset, model_family):
-        fits = datasets_for_family(model_family)
+    wanted = cfg.model.get("dataset_family", model_family)  # MAGUS (interactive) runs over top-N datasets
+    if not serves(cfg.dataset, wanted):
+        fits = datasets_for_family(wanted)
         raise ConfigError(
             f"model '{cfg.model.name}' ({model_family}) cannot train on dataset '{cfg.dataset.name}' ({dataset_family})",
             field="dataset", fix=f"datasets for {model_family} models: {', '.join(fits) or 'none yet'}",

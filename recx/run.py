@@ -257,6 +257,10 @@ def wants_lis(cfg: DictConfig) -> bool:
 # ------------------------------------------------------------------------------------------------------------- train
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; return the metrics dict that is also written to ``metrics.json``."""
+    if cfg.model.get("family") == "interactive":  # MAGUS: a base top-N run, then the multi-round simulation
+        from recx.interactive.recipe import run
+
+        return run(cfg)
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
