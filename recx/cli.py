@@ -24,7 +24,7 @@ from recx.errors import ConfigError, RecxError
 
 CONF_DIR = (Path(__file__).resolve().parent.parent / "conf").resolve()
 CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "experiment", "plugin",
-                 "click_model")
+                 "click_model", "simulator")
 COMMANDS = {
     "train": "train one model on one dataset (Hydra overrides: model=bpr dataset=ml100k trainer.max_epochs=50)",
     "sweep": "Hydra multirun over comma-separated values ('model.lr=1e-3,1e-2'), then a summary table",
@@ -67,7 +67,7 @@ def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
 
 
 #: the metric group a family is evaluated with unless the command line names one
-FAMILY_METRIC = {"topn": "topk", "ltr": "ltr", "interactive": "interactive"}
+FAMILY_METRIC = {"topn": "topk", "ltr": "ltr", "interactive": "interactive", "pathrec": "path_reward"}
 
 
 def family_metric_override(cfg: DictConfig, overrides: list[str]) -> list[str]:

@@ -33,8 +33,8 @@ def metric_sort_key(name: str) -> tuple:
     return (view, rank, base, int(k) if k.isdigit() else 0)
 
 
-#: metrics reported without a cut-off (learning to rank: over the whole list)
-UNCUT_METRICS = ("map", "mrr")
+#: metrics reported without a cut-off (learning to rank: over the whole list; knowledge tracing; learning paths)
+UNCUT_METRICS = ("map", "mrr", "auc", "accuracy", "ep", "ep_std", "e_start", "e_end")
 
 
 def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None = None) -> None:

@@ -59,6 +59,14 @@ class TrainingError(RecxError):
     """Training stopped for a reason the user must act on (e.g. the loss became NaN)."""
 
 
+def check_finite_loss(loss, epoch: int, step: int, fix: str) -> None:
+    """Stop training with a TrainingError (its message names the epoch and step) when ``loss`` is NaN or inf."""
+    import torch
+
+    if not torch.isfinite(loss):
+        raise TrainingError(f"the training loss became {loss.item()} at epoch {epoch}, step {step}", fix=fix)
+
+
 def require_file(path: str | Path, *, what: str, fix: str) -> Path:
     """Return ``path`` as a Path if it exists, else raise a DataError naming it and the fix."""
     p = Path(path)

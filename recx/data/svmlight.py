@@ -103,7 +103,7 @@ def read_svmlight(path: str | Path, n_features: int | None = None, *, drop_last_
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class RankingTable:
     """A ranking file's content, queries stored flat: query ``q`` owns rows ``offsets[q]:offsets[q+1]``.
 

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from recx.data.interactions import atomic_write
+from recx.data.svmlight import RankingTable
 from recx.errors import DataError
 
 SPLITS = ("train", "valid", "test")
@@ -24,39 +25,19 @@ PREPARED_FILE = "ltr.pt"
 
 
 @dataclass
-class LTRSplit:
+class LTRSplit(RankingTable):
     """One split: documents of all queries stored flat, query ``q`` owning rows ``offsets[q]:offsets[q+1]``.
 
     ``features`` ``[n_docs, n_features]`` float32; ``labels`` ``[n_docs]`` int64 graded relevance (0 = not relevant);
     ``offsets`` ``[n_queries + 1]`` int64, starting at 0 and ending at ``n_docs``; ``qids`` ``[n_queries]`` int64, the
     query ids of the source file (kept for reporting and for joining click logs). Optional per-query context:
     ``history [n_queries, H, n_features]`` + ``history_mask [n_queries, H]`` (STARank's browsing history, e.g. a
-    user's previous items on top-N data).
+    user's previous items on top-N data). ``n_queries``, ``n_docs``, ``n_features`` and ``lengths`` come from
+    :class:`~recx.data.svmlight.RankingTable`.
     """
 
-    features: torch.Tensor
-    labels: torch.Tensor
-    offsets: torch.Tensor
-    qids: torch.Tensor
     history: torch.Tensor | None = None
     history_mask: torch.Tensor | None = None
-
-    @property
-    def n_queries(self) -> int:
-        return int(self.qids.shape[0])
-
-    @property
-    def n_docs(self) -> int:
-        return int(self.features.shape[0])
-
-    @property
-    def n_features(self) -> int:
-        return int(self.features.shape[1])
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        """Documents per query, ``[n_queries]`` int64."""
-        return self.offsets[1:] - self.offsets[:-1]
 
     def doc_queries(self) -> torch.Tensor:
         """The query position (0..n_queries-1) of every document, ``[n_docs]`` int64: the key of segment reductions."""

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
-from recx.errors import TrainingError
+from recx.errors import check_finite_loss
 from recx.ltr.models.base import LTRModel
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
@@ -68,11 +68,8 @@ class LTRModule(pl.LightningModule):
         loss = self.net.loss(batch)
         if loss is None:  # nothing to train (the random baseline)
             return None
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}",
-                fix="lower model.lr, or check the features for extreme values (dataset normalization)",
-            )
+        check_finite_loss(loss, self.current_epoch, self.global_step,
+                          fix="lower model.lr, or check the features for extreme values (dataset normalization)")
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch["mask"].shape[0])
         return loss
 

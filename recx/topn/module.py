@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
-from recx.errors import TrainingError
+from recx.errors import check_finite_loss
 from recx.metrics.topk import TopKMetrics
 from recx.scoring import make_ranker
 from recx.topn.models.base import TopNModel
@@ -64,11 +64,8 @@ class TopNModule(pl.LightningModule):
         loss = self.net.loss(batch)
         if loss is None:  # nothing to train (e.g. Pop)
             return None
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}",
-                fix="lower model.lr, raise model.reg_weight, or check the input features for extreme values",
-            )
+        check_finite_loss(loss, self.current_epoch, self.global_step,
+                          fix="lower model.lr, raise model.reg_weight, or check the input features for extreme values")
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch["users"].shape[0])
         return loss
 
