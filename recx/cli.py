@@ -300,6 +300,14 @@ def data_main(args: list[str]) -> int:
         data = prepare_ltr(source, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)
         out.print(f"[green]ok[/] {ns.name}: {data.stats()} in {data.cache_dir}")
         return 0
+    if cfg.dataset.get("family") == "pathrec":  # student sequences: read in about a second, nothing to cache
+        from recx.pathrec.sources import load_kt
+
+        if ns.from_dir:
+            prep.download(source, data_dir, from_dir=ns.from_dir, log=out.print)
+        data = load_kt(source, data_dir)
+        out.print(f"[green]ok[/] {ns.name}: {data.stats()}")
+        return 0
     split = instantiate(cfg.dataset.split)
     explicit = ns.modalities is not None
     modalities = [m for m in (ns.modalities.split(",") if explicit else cfg.dataset.get("modalities") or []) if m]
