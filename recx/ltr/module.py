@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
-from recx.errors import check_finite_loss
 from recx.ltr.models.base import LTRModel
+from recx.training import LossSteps
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
 
@@ -43,7 +43,7 @@ def query_metrics(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
     return out
 
 
-class LTRModule(pl.LightningModule):
+class LTRModule(LossSteps, pl.LightningModule):
     def __init__(self, net: LTRModel, lr: float = 1e-3, weight_decay: float = 0.0, ks: Sequence[int] = (1, 3, 5, 10),
                  monitor: str = "ndcg@10", idcg_zero: str = "one", max_label: int | None = None,
                  simulated_clicks: bool = True, seed: int = 0) -> None:
@@ -61,17 +61,10 @@ class LTRModule(pl.LightningModule):
         self._count = 0
 
     # -------------------------------------------------------------- training
-    def on_train_epoch_start(self) -> None:
-        torch.manual_seed(self.seed * 1_000_003 + 7919 * (self.current_epoch + 1))
+    nan_fix = "lower model.lr, or check the features for extreme values (dataset normalization)"
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
-        loss = self.net.loss(batch)
-        if loss is None:  # nothing to train (the random baseline)
-            return None
-        check_finite_loss(loss, self.current_epoch, self.global_step,
-                          fix="lower model.lr, or check the features for extreme values (dataset normalization)")
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch["mask"].shape[0])
-        return loss
+    def batch_size_of(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["mask"].shape[0]
 
     def configure_optimizers(self):
         params = [p for p in self.net.parameters() if p.requires_grad]

@@ -13,15 +13,15 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
-from recx.errors import check_finite_loss
 from recx.metrics.topk import TopKMetrics
 from recx.scoring import make_ranker
 from recx.topn.models.base import TopNModel
+from recx.training import LossSteps
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
 
 
-class TopNModule(pl.LightningModule):
+class TopNModule(LossSteps, pl.LightningModule):
     def __init__(
         self,
         net: TopNModel,
@@ -54,20 +54,10 @@ class TopNModule(pl.LightningModule):
         self._cold_metric: TopKMetrics | None = None
 
     # -------------------------------------------------------------- training
-    def on_train_epoch_start(self) -> None:
-        # Every random draw of an epoch (dropout, feature masks, edge sampling) comes from (seed, epoch): a run resumed
-        # from a checkpoint replays exactly what the uninterrupted run did.
-        torch.manual_seed(self.seed * 1_000_003 + 7919 * (self.current_epoch + 1))
-        self.net.on_epoch_start(self.current_epoch)
+    nan_fix = "lower model.lr, raise model.reg_weight, or check the input features for extreme values"
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
-        loss = self.net.loss(batch)
-        if loss is None:  # nothing to train (e.g. Pop)
-            return None
-        check_finite_loss(loss, self.current_epoch, self.global_step,
-                          fix="lower model.lr, raise model.reg_weight, or check the input features for extreme values")
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch["users"].shape[0])
-        return loss
+    def batch_size_of(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["users"].shape[0]
 
     def configure_optimizers(self):
         params = [p for p in self.net.parameters() if p.requires_grad]

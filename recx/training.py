@@ -1,0 +1,36 @@
+"""What every family's LightningModule does the same way in training.
+
+:class:`LossSteps` is a mixin: each epoch's random draws (dropout, sampling) come from ``(seed, epoch)``, so a run
+resumed from a checkpoint replays what the uninterrupted run did; the training step logs the model's loss, skips a
+model with nothing to train (``loss`` returns None) and stops with a :class:`~recx.errors.TrainingError` naming the
+epoch and step when the loss is NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from recx.errors import check_finite_loss
+
+
+class LossSteps:
+    #: what to tell the user when the loss diverges
+    nan_fix = "lower model.lr or check the input data for extreme values"
+
+    def batch_size_of(self, batch: dict[str, torch.Tensor]) -> int:  # pragma: no cover - per family
+        raise NotImplementedError
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(self.seed * 1_000_003 + 7919 * (self.current_epoch + 1))
+        hook = getattr(self.net, "on_epoch_start", None)
+        if hook is not None:
+            hook(self.current_epoch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
+        loss = self.net.loss(batch)
+        if loss is None:  # nothing to train (Pop, the random ranker)
+            return None
+        check_finite_loss(loss, self.current_epoch, self.global_step, fix=self.nan_fix)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=self.batch_size_of(batch))
+        return loss
