@@ -67,7 +67,8 @@ def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
 
 
 #: the metric group a family is evaluated with unless the command line names one
-FAMILY_METRIC = {"topn": "topk", "ltr": "ltr", "interactive": "interactive", "pathrec": "path_reward"}
+FAMILY_METRIC = {"topn": "topk", "ltr": "ltr", "interactive": "interactive", "pathrec": "path_reward",
+                 "ecg": "ecg"}
 
 
 def family_metric_override(cfg: DictConfig, overrides: list[str]) -> list[str]:
@@ -237,6 +238,10 @@ def run_hydra(command: str, args: list[str]) -> int:
     config_name = "eval" if command == "eval" else "train"
     if command == "eval" and args and args[0] == "lis":  # recx eval lis ...: the standalone LIS evaluator
         config_name, args = "lis", args[1:]
+    if command == "eval" and "model=heartlang_probe" in args:  # the linear probe: a run like `train`
+        config_name, command = "train", "train"
+        args = [f"model.label_fraction=[{a.split('=', 1)[1]}]" if a.startswith("label_fraction=") else a
+                for a in args]
     if command == "eval" and "metric=feature_quality" in args:  # AlignRec's intermediate metrics, no checkpoint
         config_name, args = "feature_quality", [a for a in args if a != "metric=feature_quality"]
     extra: list[str] = []
@@ -299,6 +304,12 @@ def data_main(args: list[str]) -> int:
 
         data = prepare_ltr(source, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)
         out.print(f"[green]ok[/] {ns.name}: {data.stats()} in {data.cache_dir}")
+        return 0
+    if cfg.dataset.get("family") == "ecg":  # records -> tokenized sentences, cached
+        from recx.ecg.data import prepare_ecg
+
+        data = prepare_ecg(source, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)
+        out.print(f"[green]ok[/] {ns.name}: {data.stats()}")
         return 0
     if cfg.dataset.get("family") == "pathrec":  # student sequences: read in about a second, nothing to cache
         from recx.pathrec.sources import load_kt

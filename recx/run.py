@@ -261,6 +261,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from recx.interactive.recipe import run
 
         return run(cfg)
+    if cfg.model.get("family") == "ecg":  # VQ-HBR, HeartLang pretraining, the linear probe
+        from recx.ecg.recipe import run as run_ecg
+
+        return run_ecg(cfg)
     if cfg.model.get("family") == "pathrec":  # DKT simulator / SRC and the learning-path baselines
         from recx.pathrec.recipe import run as run_pathrec
 
