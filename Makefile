@@ -21,6 +21,7 @@ bench:
 	$(PY) scripts/bench_tokenizer.py
 	$(PY) scripts/bench_lis.py
 	$(PY) scripts/bench_ltr.py
+	$(PY) scripts/bench_ecg.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache
