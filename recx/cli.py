@@ -233,6 +233,24 @@ def _hydra_app(config_name: str):
     return app
 
 
+def one_sweep_folder(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """Keep every job of a sweep in one folder (and one summary table).
+
+    Hydra resolves ``hydra.sweep.dir`` per job, and the default ``run_name`` holds the model name, so a sweep over
+    models (``recx sweep model=magus 'model/base=bpr,lightgcn'``) would scatter its jobs over several folders. When the
+    user sets neither ``run_name`` nor ``hydra.sweep.dir``, the folder is pinned here: named after the first job's
+    ``run_name``, or ``sweep-<dataset>`` when a model choice is swept.
+    """
+    import time
+
+    if any(o.lstrip("+~").split("=", 1)[0] in ("run_name", "hydra.sweep.dir") for o in overrides):
+        return []
+    swept_model = any(o.lstrip("+~").split("=", 1)[0].startswith("model") and "," in o.split("=", 1)[-1]
+                      and not o.split("=", 1)[0].startswith("model.") for o in overrides)
+    name = f"sweep-{cfg.dataset.name}" if swept_model else cfg.run_name
+    return [f"hydra.sweep.dir={cfg.paths.output_root}/sweeps/{name}/{time.strftime('%Y-%m-%d_%H-%M-%S')}"]
+
+
 def run_hydra(command: str, args: list[str]) -> int:
     passthrough = any(a.startswith("-") for a in args)  # --help, --cfg job, --info, -c ...
     config_name = "eval" if command == "eval" else "train"
@@ -256,6 +274,8 @@ def run_hydra(command: str, args: list[str]) -> int:
                 extra += metric
                 cfg = compose(config_name, [*first, *metric])
             check_compatibility(cfg)
+        if command == "sweep":
+            extra += one_sweep_folder(cfg, overrides)
         if command == "train":
             resume = resume_override(cfg)
             if resume:
