@@ -34,3 +34,11 @@ class LossSteps:
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=self.batch_size_of(batch))
         return loss
+
+    def optimizer_parameters(self) -> list:
+        """What the optimiser updates: the model's own parameter groups when it defines them (``optimizer_groups``,
+        e.g. DLA's faster propensity logits), else its trainable parameters; empty when nothing is trainable."""
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if params and hasattr(self.net, "optimizer_groups"):
+            return self.net.optimizer_groups(self.lr)
+        return params

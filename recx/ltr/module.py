@@ -67,12 +67,8 @@ class LTRModule(LossSteps, pl.LightningModule):
         return batch["mask"].shape[0]
 
     def configure_optimizers(self):
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        if not params:
-            return None
-        if hasattr(self.net, "optimizer_groups"):  # a model with its own per-part learning rates (DLA)
-            params = self.net.optimizer_groups(self.lr)
-        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        params = self.optimizer_parameters()
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay) if params else None
 
     # ------------------------------------------------------------ evaluation
     def _start(self) -> None:

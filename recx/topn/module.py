@@ -60,7 +60,7 @@ class TopNModule(LossSteps, pl.LightningModule):
         return batch["users"].shape[0]
 
     def configure_optimizers(self):
-        params = [p for p in self.net.parameters() if p.requires_grad]
+        params = self.optimizer_parameters()
         if not params:
             return None
         optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
