@@ -24,7 +24,7 @@ from recx.errors import ConfigError, RecxError
 
 CONF_DIR = (Path(__file__).resolve().parent.parent / "conf").resolve()
 CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "experiment", "plugin",
-                 "click_model", "simulator")
+                 "click_model", "simulator", "lm")
 COMMANDS = {
     "train": "train one model on one dataset (Hydra overrides: model=bpr dataset=ml100k trainer.max_epochs=50)",
     "sweep": "Hydra multirun over comma-separated values ('model.lr=1e-3,1e-2'), then a summary table",
@@ -68,7 +68,7 @@ def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
 
 #: the metric group a family is evaluated with unless the command line names one
 FAMILY_METRIC = {"topn": "topk", "ltr": "ltr", "interactive": "interactive", "pathrec": "path_reward",
-                 "ecg": "ecg"}
+                 "ecg": "ecg", "icl": "icl_accuracy"}
 
 
 def family_metric_override(cfg: DictConfig, overrides: list[str]) -> list[str]:
@@ -260,6 +260,10 @@ def run_hydra(command: str, args: list[str]) -> int:
         config_name, command = "train", "train"
         args = [f"model.label_fraction=[{a.split('=', 1)[1]}]" if a.startswith("label_fraction=") else a
                 for a in args]
+    if command == "eval" and "model=icl" in args:  # in-context accuracy: a run like `train`, short keys allowed
+        config_name, command = "train", "train"
+        short = ("selector=", "shots=", "pool=")
+        args = [f"model.{a}" if a.startswith(short) else a for a in args]
     if command == "eval" and "metric=feature_quality" in args:  # AlignRec's intermediate metrics, no checkpoint
         config_name, args = "feature_quality", [a for a in args if a != "metric=feature_quality"]
     extra: list[str] = []

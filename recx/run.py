@@ -261,6 +261,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from recx.interactive.recipe import run
 
         return run(cfg)
+    if cfg.model.get("family") == "icl":  # in-context accuracy, optionally on FEEDER's pre-selected pool
+        from recx.icl.recipe import run as run_icl
+
+        return run_icl(cfg)
     if cfg.model.get("family") == "ecg":  # VQ-HBR, HeartLang pretraining, the linear probe
         from recx.ecg.recipe import run as run_ecg
 
