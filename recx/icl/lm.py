@@ -123,7 +123,10 @@ class ClassificationLM:
         out = []
         for start in range(0, len(prompts), self.batch_size):
             enc = self.tokenizer(list(prompts[start:start + self.batch_size]), return_tensors="pt", padding=True)
-            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[:, -1]
+            # left padding: positions count real tokens only, so a prompt scores the same alone or in a batch
+            positions = (enc["attention_mask"].cumsum(-1) - 1).clamp_min(0)
+            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                position_ids=positions).logits[:, -1]
             out.append(logits[:, self.label_ids].float())
             self.forward_calls += 1
         return torch.cat(out) if out else torch.zeros(0, len(self.label_ids))

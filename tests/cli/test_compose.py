@@ -18,10 +18,11 @@ def run_cli(argv, capsys):
 
 #: a small dataset of each family, for the "every model builds" check
 FAMILY_DATASET = {"topn": [], "ltr": ["dataset=synthetic_ltr", "dataset.source.n_queries=20"],
-                  "interactive": [], "pathrec": ["dataset=synthetic_kt"], "ecg": ["dataset=synthetic_ecg"]}
+                  "interactive": [], "pathrec": ["dataset=synthetic_kt"], "ecg": ["dataset=synthetic_ecg"],
+                  "icl": ["dataset=rt_polarity"]}
 #: what a dataset config must name, per family
 FAMILY_KEYS = {"topn": ("source", "split", "datamodule"), "ltr": ("source", "datamodule"), "pathrec": ("source",),
-               "ecg": ("source",)}
+               "ecg": ("source",), "icl": ("source",)}
 
 
 def family_of(model: str) -> str:
