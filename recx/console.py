@@ -35,7 +35,7 @@ def metric_sort_key(name: str) -> tuple:
 
 #: metrics reported without a cut-off (learning to rank: over the whole list; knowledge tracing; learning paths)
 UNCUT_METRICS = ("map", "mrr", "auc", "accuracy", "ep", "ep_std", "e_start", "e_end", "reconstruction_mse",
-                 "codebook_usage", "masked_loss", "masked_accuracy")
+                 "codebook_usage", "masked_loss", "masked_accuracy", "zero_shot_accuracy")
 
 
 def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None = None) -> None:

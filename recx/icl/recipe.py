@@ -41,6 +41,19 @@ def save_judgements(path: Path, judge) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(rows).encode()))
 
 
+def icl_accuracy(lm, pool, in_use: list[int], queries, selector: str, shots: int, encoder: str, seed: int):
+    """Accuracy on ``queries`` with ``shots`` demonstrations per query chosen by ``selector`` from ``pool[in_use]``."""
+    from recx.icl.selectors import embed, select
+
+    texts = [pool.texts[i] for i in in_use]
+    p_vec, q_vec, used = embed(texts, queries.texts, encoder)
+    picks = select(selector, p_vec, q_vec, shots, np.random.default_rng(seed)) if shots else \
+        np.zeros((len(queries), 0), int)
+    prompts = [lm.prompt([(texts[j], pool.labels[in_use[j]]) for j in row], q) for row, q in zip(picks, queries.texts)]
+    predictions = lm.predict(prompts)
+    return float(np.mean([p == y for p, y in zip(predictions, queries.labels)])), used
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.console import console, print_metrics
     from recx.data.prepare import default_data_dir, download
@@ -70,6 +83,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     report: dict[str, Any] = {"lm": str(cfg.lm.path), "lm_load_s": round(load_seconds, 1), "pool_size": len(pool),
                               "test_size": len(queries)}
     in_use = list(range(len(pool)))
+    if m.name == "feeder_ft":
+        return run_bilevel(cfg, lm, pool, queries, source, data_dir, report, run_dir, started, out)
     if m.pool == "feeder":
         judge = CachedJudge(LMJudge(lm, pool.texts, pool.labels))
         key = hashlib.sha256(json.dumps([str(cfg.lm.path), source.cache_key(), source.name, int(m.pool_size),
@@ -110,4 +125,51 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "selection": "no hyperparameter is chosen on the test queries",
     })
     print_metrics(results, title=f"{cfg.run_name}: {m.selector}, {m.shots} shots, pool={m.pool}", run_dir=run_dir)
+    return results
+
+
+def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, run_dir: Path, started: float, out):
+    """``model=feeder_ft``: ``rounds`` × (pre-select with the frozen LM if ``pool=feeder``; fine-tune on the subset);
+    zero-shot and ``shots``-shot ICL accuracy after every round."""
+    from recx.console import print_metrics
+    from recx.icl.feeder import CachedJudge, feeder_preselect
+    from recx.icl.finetune import finetune
+    from recx.icl.lm import LMJudge
+    from recx.run import write_json
+
+    m = cfg.model
+    rounds = []
+    zero, _ = icl_accuracy(lm, pool, list(range(len(pool))), queries, "random", 0, str(m.encoder), int(cfg.seed))
+    icl, encoder = icl_accuracy(lm, pool, list(range(len(pool))), queries, str(m.selector), int(m.shots),
+                                str(m.encoder), int(cfg.seed))
+    rounds.append({"round": 0, "train_size": 0, "zero_shot": zero, "icl": icl})
+    for r in range(1, int(m.rounds) + 1):
+        tic = time.perf_counter()
+        subset = list(range(len(pool)))
+        feeder = None
+        if m.pool == "feeder":  # the outer step: pre-select with the current (frozen) LM
+            result = feeder_preselect(CachedJudge(LMJudge(lm, pool.texts, pool.labels)), subset,
+                                      shots=int(m.feeder.shots), runs=int(m.feeder.runs), seed=int(cfg.seed) + r)
+            subset, feeder = result.selected, {"size": len(result.selected), "lm_judgements": result.judge_calls}
+        finetune(lm, [pool.texts[i] for i in subset], [pool.labels[i] for i in subset], epochs=int(m.epochs),
+                 batch_size=int(m.batch_size), lr=float(m.lr), weight_decay=float(m.weight_decay),
+                 seed=int(cfg.seed) + r)
+        zero, _ = icl_accuracy(lm, pool, list(range(len(pool))), queries, "random", 0, str(m.encoder), int(cfg.seed))
+        icl, _ = icl_accuracy(lm, pool, subset, queries, str(m.selector), int(m.shots), str(m.encoder),
+                              int(cfg.seed))
+        rounds.append({"round": r, "train_size": len(subset), "zero_shot": zero, "icl": icl, "feeder": feeder,
+                       "seconds": round(time.perf_counter() - tic, 1)})
+        out.print(f"round {r}: fine-tuned on {len(subset)} examples; zero-shot {zero:.4f}, {m.shots}-shot ICL "
+                  f"{icl:.4f} ({time.perf_counter() - tic:.0f} s)", markup=False)
+    last = rounds[-1]
+    results = {"status": "completed", "run_name": cfg.run_name, "model": "feeder_ft", "dataset": cfg.dataset.name,
+               "seed": cfg.seed, "pool": m.pool, "valid": {}, "test": {"accuracy": last["icl"],
+                                                                       "zero_shot_accuracy": last["zero_shot"]},
+               "rounds": rounds, "encoder": encoder, **report, "wall_time_s": round(time.perf_counter() - started, 1)}
+    write_json(run_dir / "metrics.json", results)
+    write_json(run_dir / "conventions.json", {
+        "bilevel": "each round: FEEDER with the frozen current LM (pool=feeder) or the full pool, then fine-tuning "
+                   "on it (label-word cross-entropy, AdamW); accuracy after every round on the same test queries",
+        "selection": "no hyperparameter is chosen on the test queries"})
+    print_metrics(results, title=f"{cfg.run_name}: bi-level fine-tuning, pool={m.pool}", run_dir=run_dir)
     return results

@@ -46,3 +46,15 @@ def test_short_keys_of_the_eval_command_are_rewritten(monkeypatch, tmp_path):
     cli.run_hydra("eval", ["model=icl", "lm=tiny", "dataset=rt_polarity", "selector=similarity", "shots=5",
                            "pool=feeder"])
     assert {"model.selector=similarity", "model.shots=5", "model.pool=feeder", "metric=icl_accuracy"} <= set(sys.argv)
+
+
+@needs_mirror(RT)
+def test_bilevel_fine_tuning_rounds_on_feeder_and_full_pools(compose_train, tmp_path):
+    base = ["model=feeder_ft", "lm=tiny", "dataset=rt_polarity", "metric=icl_accuracy", "model.pool_size=12",
+            "model.test_size=6", "model.encoder=tfidf", "model.shots=2", "model.rounds=2", "model.batch_size=4"]
+    feeder = train(compose_train(*base, tiny=False, run_dir=tmp_path / "feeder"))
+    full = train(compose_train(*base, "model.pool=full", tiny=False, run_dir=tmp_path / "full"))
+    assert [r["round"] for r in feeder["rounds"]] == [0, 1, 2]
+    assert all(1 <= r["train_size"] <= 12 and r["feeder"]["lm_judgements"] > 0 for r in feeder["rounds"][1:])
+    assert all(r["train_size"] == 12 and r["feeder"] is None for r in full["rounds"][1:])
+    assert feeder["rounds"][0] == full["rounds"][0]  # the same LM before any fine-tuning
