@@ -44,6 +44,9 @@ def collate(rows):
 def finetune(lm, texts: Sequence[str], labels: Sequence[int], epochs: int = 1, batch_size: int = 8,
              lr: float = 5e-5, weight_decay: float = 0.01, seed: int = 0) -> None:
     """Fine-tune ``lm.model`` in place on zero-shot prompts of ``texts`` → ``labels``."""
+    from recx.run import quiet_lightning
+
+    quiet_lightning()
     pl.seed_everything(seed, verbose=False)
     rows = [(lm.prompt([], t), int(y)) for t, y in zip(texts, labels)]
     loader = DataLoader(rows, batch_size=batch_size, shuffle=True, collate_fn=collate,
