@@ -21,7 +21,7 @@ from torch import nn
 
 from recx.data.interactions import InteractionData
 from recx.topn.features import modality_features
-from recx.topn.graph import symmetric_spmm, train_adjacency
+from recx.topn.graph import train_adjacency, users_from_items
 from recx.topn.knn import FixedSparseGraph, cached_knn_graph
 from recx.topn.layers import Projector
 from recx.topn.losses import info_nce
@@ -69,8 +69,7 @@ class ModalLine(DerivedState):
         """``(users [n_users, d], items [n_items, d], per-modality item views)``."""
         views = self.item_views()
         items = torch.stack(views).mean(0)
-        padded = torch.cat([items.new_zeros(self.n_users, items.shape[1]), items])
-        users = symmetric_spmm(self.adjacency, padded)[: self.n_users]
+        users = users_from_items(self.adjacency, items, self.n_users)
         return users, items, views
 
 

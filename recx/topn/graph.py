@@ -52,6 +52,13 @@ def symmetric_spmm(adjacency: torch.Tensor, dense: torch.Tensor) -> torch.Tensor
     return _SparseMatmul.apply(adjacency, adjacency, dense)
 
 
+def users_from_items(adjacency: torch.Tensor, items: torch.Tensor, n_users: int) -> torch.Tensor:
+    """User vectors as the normalised user–item adjacency's user rows applied to item vectors: ``Â [0; items]``
+    (each user the degree-normalised sum of their items; used by content lines that have no user parameters)."""
+    padded = torch.cat([items.new_zeros(n_users, items.shape[1]), items])
+    return symmetric_spmm(adjacency, padded)[:n_users]
+
+
 def to_csr(coo: torch.Tensor) -> torch.Tensor:
     """COO → CSR (CSR @ dense is the fast path on CPU), without torch's "CSR support is in beta" warning."""
     with warnings.catch_warnings():

@@ -51,3 +51,21 @@ def gather_triplet(users_all: torch.Tensor, items_all: torch.Tensor,
 def triplet_bpr(u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     """BPR of inner-product scores ``⟨u, i⟩`` over ``⟨u, j⟩``."""
     return bpr_loss((u * i).sum(-1), (u * j).sum(-1))
+
+
+def id_and_preference_bpr(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """MMGCN's and GRCN's shared loss: BPR on the propagated vectors + ``reg_weight`` × the L2 of the batch's
+    ``[users; items]`` ID rows and of every modality branch's user preference rows.
+
+    Reads ``model.propagate()``, ``model.id_embedding`` (users then items), ``model.branches[m].preference``,
+    ``model.modalities``, ``model.n_users`` and ``model.reg_weight``.
+    """
+    users_all, items_all = model.propagate()
+    users, pos, neg = batch["users"], batch["pos"], batch["neg"]
+    ranking = triplet_bpr(*gather_triplet(users_all, items_all, batch))
+    ids = model.id_embedding
+    reg = l2_penalty(ids.index_select(0, users), ids.index_select(0, model.n_users + pos),
+                     ids.index_select(0, model.n_users + neg),
+                     *(model.branches[m].preference.index_select(0, users) for m in model.modalities),
+                     batch_size=users.shape[0])
+    return ranking + model.reg_weight * reg

@@ -77,3 +77,18 @@ def test_derived_state_follows_the_parameters_device():
     holder = Holder().to("meta")
     assert holder.graph.device.type == "meta" and all(p.device.type == "meta" for p in holder.parts)
     assert holder.maybe is None and "graph" not in holder.state_dict()
+
+
+def test_users_from_items_is_the_user_rows_of_the_normalised_adjacency():
+    import torch
+
+    from recx.topn.graph import normalized_bipartite_adjacency, users_from_items
+
+    pairs = torch.tensor([[0, 0], [0, 1], [1, 1]])
+    adjacency = normalized_bipartite_adjacency(pairs, 2, 2)
+    items = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    users = users_from_items(adjacency, items, 2)
+    # user 0 (degree 2) sees items 0 (degree 1) and 1 (degree 2): 1/sqrt(2·1)·i0 + 1/sqrt(2·2)·i1
+    expected0 = items[0] / 2 ** 0.5 + items[1] / 2.0
+    expected1 = items[1] / 2 ** 0.5  # user 1 (degree 1) sees item 1 (degree 2)
+    assert torch.allclose(users, torch.stack([expected0, expected1]), atol=1e-6)

@@ -45,7 +45,7 @@ from torch import nn
 from recx.data.interactions import InteractionData
 from recx.errors import ConfigError
 from recx.topn.features import modality_features
-from recx.topn.graph import lightgcn_propagate, symmetric_spmm, train_adjacency
+from recx.topn.graph import lightgcn_propagate, train_adjacency, users_from_items
 from recx.topn.knn import FixedSparseGraph, knn_graph
 from recx.topn.losses import gather_triplet, info_nce, triplet_bpr
 from recx.topn.models.base import TopNModel
@@ -156,8 +156,7 @@ class AlignRec(TopNModel):
         for _ in range(self.n_mm_layers):
             h_items = self.item_graph.propagate(h_items)
         # user side: R̂ h = the user rows of Â applied to [0; h_items]
-        padded = torch.cat([h_items.new_zeros(self.n_users, h_items.shape[1]), h_items])
-        h_users = symmetric_spmm(self.adjacency, padded)[: self.n_users]
+        h_users = users_from_items(self.adjacency, h_items, self.n_users)
         return ids, torch.cat([h_users, h_items])
 
     def forward_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,7 +42,7 @@ from recx.data.interactions import InteractionData
 from recx.errors import ConfigError
 from recx.topn.features import modality_features
 from recx.topn.graph import bipartite_aggregation_adjacency, sparse_matmul, transpose_csr
-from recx.topn.losses import gather_triplet, l2_penalty, triplet_bpr
+from recx.topn.losses import id_and_preference_bpr
 from recx.topn.models.base import TopNModel
 
 
@@ -122,12 +122,4 @@ class MMGCN(TopNModel):
         return self.cached("propagated", self.propagate)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        users_all, items_all = self.propagate()
-        users, pos, neg = batch["users"], batch["pos"], batch["neg"]
-        ranking = triplet_bpr(*gather_triplet(users_all, items_all, batch))
-        ids = self.id_embedding
-        reg = l2_penalty(ids.index_select(0, users), ids.index_select(0, self.n_users + pos),
-                         ids.index_select(0, self.n_users + neg),
-                         *(self.branches[m].preference.index_select(0, users) for m in self.modalities),
-                         batch_size=users.shape[0])
-        return ranking + self.reg_weight * reg
+        return id_and_preference_bpr(self, batch)
