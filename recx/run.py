@@ -408,6 +408,31 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def save_checkpoint(path: str | Path, model, cfg: DictConfig, extra: dict | None = None) -> None:
+    """A recx checkpoint outside Lightning (families with their own loops): weights + the resolved run config
+    (+ ``extra`` facts such as the number of skills), written atomically, readable by :func:`load_checkpoint`."""
+    import torch
+
+    from recx.data.interactions import atomic_write
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"state_dict": model.state_dict(), "recx": {"config": OmegaConf.to_container(cfg, resolve=True),
+                                                          "format": 1, **(extra or {})}}
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint_of(path: str | Path, model: str, label: str | None = None) -> tuple[dict, dict]:
+    """``(checkpoint, its model config)`` when ``path`` is a recx checkpoint of ``model``; a CheckpointError naming
+    what it holds otherwise (a DKT where a quantizer is expected, ...)."""
+    ckpt = load_checkpoint(path)
+    model_cfg = ckpt["recx"]["config"].get("model", {})
+    if model_cfg.get("name") != model:
+        raise CheckpointError(f"not a {label or model} checkpoint (model '{model_cfg.get('name')}')", path=path,
+                              fix=f"pass the checkpoints/best.ckpt of a `recx train model={model}` run")
+    return ckpt, model_cfg
+
+
 def read_new_items_file(net, path: str):
     """Check that ``net`` is ID-free and read the new-items ``.npz`` for it (before any scoring is spent)."""
     from recx.topn.new_items import load_new_items

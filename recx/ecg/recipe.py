@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from recx.ecg.data import ECGData, ECGSplit, prepare_ecg
 from recx.ecg.models import VQHBR, HeartLang, LinearProbe
-from recx.errors import CheckpointError, ConfigError
+from recx.errors import ConfigError
 from recx.metrics.classification import macro_auroc
+from recx.run import save_checkpoint
 
 
 def size_args(size: DictConfig, kind: str) -> dict:
@@ -40,23 +41,13 @@ def batches(split: ECGSplit, batch_size: int, generator: torch.Generator | None 
         yield split.batch(index)
 
 
-def save(path: Path, model: torch.nn.Module, cfg: DictConfig, extra: dict) -> None:
-    from recx.pathrec.recipe import save_checkpoint
-
-    save_checkpoint(path, model, cfg, extra)
-
-
 def load_model(path: str | Path, expected: str):
-    from recx.run import load_checkpoint
+    from recx.run import load_checkpoint_of
 
-    ckpt = load_checkpoint(path)
-    model_cfg = OmegaConf.create(ckpt["recx"]["config"]["model"])
-    if model_cfg.get("name") != expected:
-        raise CheckpointError(f"not a {expected} checkpoint (model '{model_cfg.get('name')}')", path=path,
-                              fix=f"pass the best.ckpt of a `recx train model={expected}` run")
+    ckpt, model_cfg = load_checkpoint_of(path, expected)
+    model_cfg = OmegaConf.create(model_cfg)
     cls = VQHBR if expected == "vqhbr" else HeartLang
-    model = cls(**size_args(model_cfg.size, expected), dropout=0.0) if expected == "heartlang" else \
-        cls(**size_args(model_cfg.size, expected))
+    model = cls(**size_args(model_cfg.size, expected), dropout=0.0)  # frozen: no dropout
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), model_cfg
 
@@ -117,7 +108,7 @@ def train_vqhbr(cfg: DictConfig, data: ECGData, run_dir: Path, log) -> dict[str,
     out = fit(lambda b: model(b)["loss"], list(model.parameters()), data, m,
               lambda: vq_eval(model, data.valid, int(m.batch_size))["reconstruction_mse"], True, log,
               int(cfg.seed), model)
-    save(run_dir / "checkpoints" / "best.ckpt", model, cfg, {})
+    save_checkpoint(run_dir / "checkpoints" / "best.ckpt", model, cfg, {})
     return {"valid": vq_eval(model, data.valid, int(m.batch_size)), "test": vq_eval(model, data.test,
                                                                                      int(m.batch_size)), **out,
             "best_checkpoint": str(run_dir / "checkpoints" / "best.ckpt")}
@@ -150,7 +141,7 @@ def train_heartlang(cfg: DictConfig, data: ECGData, run_dir: Path, log) -> dict[
 
     out = fit(lambda b: model.pretraining_loss(b, quantizer.codes(b), g)["loss"], list(model.parameters()), data, m,
               lambda: evaluate(data.valid)["masked_loss"], True, log, int(cfg.seed), model)
-    save(run_dir / "checkpoints" / "best.ckpt", model, cfg, {"tokenizer": str(ckpt)})
+    save_checkpoint(run_dir / "checkpoints" / "best.ckpt", model, cfg, {"tokenizer": str(ckpt)})
     return {"valid": evaluate(data.valid), "test": evaluate(data.test), **out, "tokenizer": str(ckpt),
             "best_checkpoint": str(run_dir / "checkpoints" / "best.ckpt")}
 

@@ -19,11 +19,12 @@ from typing import Any, Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from recx.errors import CheckpointError, ConfigError
+from recx.errors import ConfigError
 from recx.pathrec.dkt import DKT, evaluate_dkt, train_dkt
 from recx.pathrec.env import KTEnvironment
 from recx.pathrec.episodes import candidate_sets, official_episodes, student_episodes
 from recx.pathrec.policy import GRUNextConcept, GRUPath, RandomPath, RulePath, SRCPolicy, train_gru
+from recx.run import save_checkpoint
 
 DKT_KEYS = ("embed", "hidden", "mlp", "dropout")
 DKT_TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "patience")
@@ -34,23 +35,10 @@ def dkt_settings(node) -> tuple[dict, dict]:
     return {k: node[k] for k in DKT_KEYS if k in node}, {k: node[k] for k in DKT_TRAIN_KEYS if k in node}
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, cfg: DictConfig, extra: dict | None = None) -> None:
-    from recx.data.interactions import atomic_write
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"state_dict": model.state_dict(), "recx": {"config": OmegaConf.to_container(cfg, resolve=True),
-                                                          "format": 1, **(extra or {})}}
-    atomic_write(path, lambda f: torch.save(payload, f))
-
-
 def load_dkt(path: str | Path) -> tuple[DKT, dict]:
-    from recx.run import load_checkpoint
+    from recx.run import load_checkpoint_of
 
-    ckpt = load_checkpoint(path)
-    model_cfg = ckpt["recx"]["config"].get("model", {})
-    if model_cfg.get("name") != "dkt":
-        raise CheckpointError(f"not a DKT checkpoint (model '{model_cfg.get('name')}')", path=path,
-                              fix="pass simulator.ckpt=<run of `recx train model=dkt`>/checkpoints/best.ckpt")
+    ckpt, model_cfg = load_checkpoint_of(path, "dkt", label="DKT")
     arch, _ = dkt_settings(model_cfg)
     n_skills = ckpt["recx"]["n_skills"]
     model = DKT(n_skills, **arch)
