@@ -59,7 +59,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.data.prepare import default_data_dir, download
     from recx.icl.feeder import CachedJudge, feeder_preselect
     from recx.icl.lm import ClassificationLM, LMJudge, load_lm, tiny_lm
-    from recx.icl.selectors import embed, select
     from recx.icl.sources import pool_and_queries
     from recx.run import construct, write_json
 
@@ -103,14 +102,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                   f"{result.seconds:.1f} s)", markup=False)
     if not in_use:
         raise ConfigError("the demonstration pool is empty", field="model.pool_size", fix="a larger pool")
-    sub_texts = [pool.texts[i] for i in in_use]
-    p_vec, q_vec, encoder = embed(sub_texts, queries.texts, str(m.encoder))
-    picks = select(str(m.selector), p_vec, q_vec, int(m.shots), np.random.default_rng(int(cfg.seed)))
-    prompts = [lm.prompt([(sub_texts[j], pool.labels[in_use[j]]) for j in row], q)
-               for row, q in zip(picks, queries.texts)]
     tic = time.perf_counter()
-    predictions = lm.predict(prompts)
-    accuracy = float(np.mean([p == y for p, y in zip(predictions, queries.labels)]))
+    accuracy, encoder = icl_accuracy(lm, pool, in_use, queries, str(m.selector), int(m.shots), str(m.encoder),
+                                     int(cfg.seed))
     report.update({"encoder": encoder, "eval_seconds": round(time.perf_counter() - tic, 1)})
     results = {"status": "completed", "run_name": cfg.run_name, "model": "icl", "dataset": cfg.dataset.name,
                "seed": cfg.seed, "selector": m.selector, "shots": int(m.shots), "pool": m.pool,

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from recx.errors import ConfigError, DataError, require_file
-from recx.metrics.ltr import grade_index, simulate_ubm, ubm_examination, ubm_table_tensor
+from recx.metrics.ltr import extend_table, grade_index, simulate_ubm, ubm_examination, ubm_table_tensor
 
 
 def click_probabilities(neg: float = 0.1, pos: float = 1.0, max_label: int = 4) -> Tensor:
@@ -203,10 +203,8 @@ class PositionBasedModel(ClickModel):
         """``e_k^eta`` for positions ``0..length-1``, 0 at and below the cut-off."""
         if callable(self._exam):
             base = torch.as_tensor(self._exam(length), dtype=torch.float32)
-        elif self._exam.numel() >= length:
-            base = self._exam[:length]
         else:
-            base = torch.cat([self._exam, self._exam[-1:].expand(length - self._exam.numel())])
+            base = extend_table(self._exam, length)
         exam = base.pow(self.eta)
         if self.cutoff is not None:
             exam[self.cutoff:] = 0.0

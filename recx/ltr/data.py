@@ -24,6 +24,11 @@ NORMALIZATIONS = ("zscore", "minmax", "none")
 PREPARED_FILE = "ltr.pt"
 
 
+def query_index(offsets: torch.Tensor) -> torch.Tensor:
+    """The query position of every document row, from CSR ``offsets`` ``[n_queries + 1]``."""
+    return torch.repeat_interleave(torch.arange(offsets.numel() - 1), offsets[1:] - offsets[:-1])
+
+
 @dataclass
 class LTRSplit(RankingTable):
     """One split: documents of all queries stored flat, query ``q`` owning rows ``offsets[q]:offsets[q+1]``.
@@ -41,7 +46,7 @@ class LTRSplit(RankingTable):
 
     def doc_queries(self) -> torch.Tensor:
         """The query position (0..n_queries-1) of every document, ``[n_docs]`` int64: the key of segment reductions."""
-        return torch.repeat_interleave(torch.arange(self.n_queries), self.lengths)
+        return query_index(self.offsets)
 
     def subset(self, query_index: torch.Tensor | Sequence[int]) -> "LTRSplit":
         """The queries at ``query_index`` (positions, or a boolean mask over queries), in the order given."""

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from recx.errors import ConfigError
-from recx.ltr.data import LTRData, LTRSplit, pad_batch
+from recx.ltr.data import LTRData, LTRSplit, pad_batch, query_index
 from recx.ltr.logging_policy import logged_lists
 from recx.ltr.propensity import randomized_propensity
 
@@ -52,8 +52,6 @@ def query_percentile(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tenso
 
     Used as the popularity signal: comparable across queries whatever the raw feature's scale.
     """
-    from recx.ltr.logging_policy import query_index
-
     qi = query_index(offsets)
     order = torch.argsort(values, stable=True)
     order = order[torch.argsort(qi[order], stable=True)]  # grouped by query, ascending values inside

@@ -14,14 +14,9 @@ from __future__ import annotations
 import torch
 
 from recx.errors import ConfigError
+from recx.ltr.data import query_index
 
 POLICIES = ("ridge", "random", "feature")
-
-
-def query_index(offsets: torch.Tensor) -> torch.Tensor:
-    """The query of every document row, from CSR offsets."""
-    lengths = offsets[1:] - offsets[:-1]
-    return torch.repeat_interleave(torch.arange(lengths.numel()), lengths)
 
 
 def fit_ridge(features: torch.Tensor, labels: torch.Tensor, l2: float = 1.0) -> torch.Tensor:

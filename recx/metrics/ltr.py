@@ -186,7 +186,7 @@ def reciprocal_rank(
 
 
 # ------------------------------------------------------------------------------ STARank simulation metrics
-def _extend(values: Tensor, n: int) -> Tensor:
+def extend_table(values: Tensor, n: int) -> Tensor:
     """``values[:n]``, repeating the last entry when the table is shorter than ``n`` (ULTRA's rank >= 10 rule)."""
     if values.numel() >= n:
         return values[:n]
@@ -212,7 +212,7 @@ def expected_clicks_pbm(
     n = _check_k(k, ranked.shape[1])
     gamma = torch.as_tensor(click_prob, dtype=torch.float32, device=ranked.device)
     idx = grade_index(ranked[:, :n], ranked_mask[:, :n], gamma.numel())
-    exam = _extend(torch.as_tensor(examination, dtype=torch.float32, device=ranked.device), n)
+    exam = extend_table(torch.as_tensor(examination, dtype=torch.float32, device=ranked.device), n)
     return (exam * gamma[idx] * ranked_mask[:, :n]).sum(1)
 
 
