@@ -68,6 +68,17 @@ class ECGData:
 
 
 # ---------------------------------------------------------------------------------------------------------- sources
+def split_codes(n: int, train_end: float, valid_end: float, seed: int) -> np.ndarray:
+    """Split code per record (0 train, 1 valid, 2 test) from a seeded permutation: the first ``train_end`` share of it
+    trains, up to ``valid_end`` validates, the rest tests."""
+    split = np.zeros(n, np.int64)
+    order = np.random.default_rng(seed).permutation(n)
+    split[order[int(train_end * n):int(valid_end * n)]] = 1
+    split[order[int(valid_end * n):]] = 2
+    return split
+
+
+
 class SyntheticECG:
     name = "synthetic_ecg"
     instructions = "generated data: nothing to download"
@@ -86,12 +97,7 @@ class SyntheticECG:
         from recx.ecg.synthetic import CLASSES, generate_ecgs
 
         signals, labels, _, _ = generate_ecgs(fs=100.0, **self.kwargs)
-        n = len(signals)
-        split = np.zeros(n, np.int64)
-        order = np.random.default_rng(self.kwargs["seed"]).permutation(n)
-        split[order[int(0.6 * n):int(0.8 * n)]] = 1
-        split[order[int(0.8 * n):]] = 2
-        return signals, 100.0, labels, split, list(CLASSES), {}
+        return signals, 100.0, labels, split_codes(len(signals), 0.6, 0.8, self.kwargs["seed"]), list(CLASSES), {}
 
 
 class PTBXL:
@@ -204,12 +210,8 @@ class WFDBFolder:
         leads = min(w.shape[1] for w in windows)
         signals = np.concatenate([w[:, :leads] for w in windows])
         n = len(signals)
-        split = np.zeros(n, np.int64)
-        order = np.random.default_rng(self.seed).permutation(n)
-        split[order[int(0.8 * n):int(0.9 * n)]] = 1
-        split[order[int(0.9 * n):]] = 2
-        return signals, float(FS), np.zeros((n, 0), np.float32), split, [], {"records": len(headers),
-                                                                            "preprocessed": True}
+        return signals, float(FS), np.zeros((n, 0), np.float32), split_codes(n, 0.8, 0.9, self.seed), [], {
+            "records": len(headers), "preprocessed": True}
 
 
 # ---------------------------------------------------------------------------------------------------------- prepare

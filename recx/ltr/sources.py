@@ -45,6 +45,14 @@ def present_file_set(source: Any, raw_dir: Path) -> list[RemoteFile] | None:
     return next((files for files in source.file_sets() if all(is_present(f, raw_dir) for f in files)), None)
 
 
+def carve_validation(split: LTRSplit, fraction: float, seed: int) -> tuple[LTRSplit, LTRSplit]:
+    """``(train, valid)``: a seeded ``fraction`` of the queries (at least one, whole queries) becomes validation;
+    both keep the file order of their queries."""
+    order = np.random.default_rng(seed).permutation(split.n_queries)
+    n_valid = max(1, round(fraction * split.n_queries))
+    return split.subset(np.sort(order[n_valid:])), split.subset(np.sort(order[:n_valid]))
+
+
 class MSLR10K:
     """MSLR-WEB10K (Microsoft Learning to Rank): 10,000 queries, 1.2M judged URLs, 136 features, labels 0-4.
 
@@ -127,10 +135,7 @@ class MSLR10K:
         else:
             full = read("train", files[0].name, True)
             test = read("test", files[1].name, True)
-            order = np.random.default_rng(self.seed).permutation(full.n_queries)
-            n_valid = max(1, round(self.valid_fraction * full.n_queries))
-            train = full.subset(np.sort(order[n_valid:]))
-            valid = full.subset(np.sort(order[:n_valid]))
+            train, valid = carve_validation(full, self.valid_fraction, self.seed)
         meta = {"layout": layout, "fold": self.fold, "files": [f.name for f in files], "reader": infos,
                 "dropped_queries": {s: i["dropped"] for s, i in infos.items() if "dropped" in i},
                 "popularity_column": self.popularity_column}
@@ -178,9 +183,7 @@ class LETORFolder:
         if self.files["valid"]:
             valid = read("valid")
         else:
-            order = np.random.default_rng(self.seed).permutation(train.n_queries)
-            n_valid = max(1, round(self.valid_fraction * train.n_queries))
-            train, valid = train.subset(np.sort(order[n_valid:])), train.subset(np.sort(order[:n_valid]))
+            train, valid = carve_validation(train, self.valid_fraction, self.seed)
         return LTRData(name=self.name, train=train, valid=valid, test=test,
                        meta={"files": self.files, "reader": infos})
 
