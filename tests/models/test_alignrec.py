@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recx.run import build_datamodule, build_net
+from recx.run import build_net
 from recx.topn.models.alignrec import fused_features, similarity_preservation
-from tests.models.test_zoo import compose
+from tests.models.test_zoo import build, compose
 
 
 def test_similarity_preservation_hand_case_and_gradient():
@@ -29,11 +29,7 @@ def test_similarity_preservation_hand_case_and_gradient():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    cfg = compose("model=alignrec", run_dir=tmp_path_factory.mktemp("alignrec"))
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    return cfg, dm, build_net(cfg.model, dm.data)
+    return build("model=alignrec", run_dir=tmp_path_factory.mktemp("alignrec"))
 
 
 def test_fused_features_have_unit_norm_and_weigh_modalities_equally(tiny):

@@ -9,16 +9,12 @@ import torch
 from recx.errors import ConfigError
 from recx.run import build_datamodule, build_net, evaluate, train
 from tests.cli.test_runs import eval_cfg
-from tests.models.test_zoo import compose
+from tests.models.test_zoo import build, compose
 
 
 @pytest.mark.parametrize("backbone", ["lightgcn", "lattice", "freedom"])
 def test_plugin_changes_scores_and_every_part_gets_gradients(backbone, tmp_path):
-    cfg = compose(f"model={backbone}", "+plugin=bma", run_dir=tmp_path)
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    net = build_net(cfg.model, dm.data, cfg.plugin)
+    cfg, dm, net = build(f"model={backbone}", "+plugin=bma", run_dir=tmp_path)
     users = torch.arange(8)
     with torch.no_grad():
         net.eval()

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from recx.errors import ConfigError
-from recx.run import build_datamodule, build_net
+from recx.run import build_net
 from recx.topn.bma import bma_losses
 from recx.topn.models.alignrec import similarity_preservation
-from tests.models.test_zoo import compose
+from tests.models.test_zoo import build, compose
 
 
 def nce(a, b, t):
@@ -32,11 +32,7 @@ def test_bma_losses_by_hand():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    cfg = compose("model=drepmrec", run_dir=tmp_path_factory.mktemp("drepmrec"))
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    return cfg, dm, build_net(cfg.model, dm.data)
+    return build("model=drepmrec", run_dir=tmp_path_factory.mktemp("drepmrec"))
 
 
 def test_lines_share_no_parameters_and_sss_stays_in_the_modal_line(tiny):

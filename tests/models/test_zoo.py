@@ -34,6 +34,15 @@ def compose(*overrides: str, run_dir):
     return cfg
 
 
+def build(*overrides: str, run_dir):
+    """``(cfg, datamodule, net)`` of a model on the tiny synthetic data, net initialised under seed 0."""
+    cfg = compose(*overrides, run_dir=run_dir)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    return cfg, dm, build_net(cfg.model, dm.data, cfg.get("plugin"))
+
+
 @pytest.fixture(scope="module")
 def baselines(tmp_path_factory):
     return {m: train(compose(f"model={m}", EPOCHS, run_dir=tmp_path_factory.mktemp(m))) for m in ("pop", "bpr")}
