@@ -1,4 +1,4 @@
-"""What every family's LightningModule does the same way in training.
+"""What every family's LightningModule does the same way in training, evaluation and checkpoints.
 
 :class:`LossSteps` is a mixin: each epoch's random draws (dropout, sampling) come from ``(seed, epoch)``, so a run
 resumed from a checkpoint replays what the uninterrupted run did; the training step logs the model's loss, skips a
@@ -42,3 +42,30 @@ class LossSteps:
         if params and hasattr(self.net, "optimizer_groups"):
             return self.net.optimizer_groups(self.lr)
         return params
+
+
+class SameEvaluation:
+    """Validation and test run one code path: ``_start(split)``, ``_step(batch)`` per batch, ``_finish(stage)``
+    (``split`` = "valid" | "test", ``stage`` = "val" | "test"); checkpoints carry the resolved run config, so
+    ``recx eval`` can rebuild the run from a checkpoint alone."""
+
+    def on_validation_epoch_start(self) -> None:
+        self._start("valid")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start("test")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._finish("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["recx"] = {"config": self.recx_config, "format": 1}

@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 
 from recx.ltr.models.base import LTRModel
-from recx.training import LossSteps
+from recx.training import LossSteps, SameEvaluation
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
 
@@ -43,7 +43,7 @@ def query_metrics(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
     return out
 
 
-class LTRModule(LossSteps, pl.LightningModule):
+class LTRModule(LossSteps, SameEvaluation, pl.LightningModule):
     def __init__(self, net: LTRModel, lr: float = 1e-3, weight_decay: float = 0.0, ks: Sequence[int] = (1, 3, 5, 10),
                  monitor: str = "ndcg@10", idcg_zero: str = "one", max_label: int | None = None,
                  simulated_clicks: bool = True, seed: int = 0) -> None:
@@ -71,7 +71,7 @@ class LTRModule(LossSteps, pl.LightningModule):
         return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay) if params else None
 
     # ------------------------------------------------------------ evaluation
-    def _start(self) -> None:
+    def _start(self, split: str) -> None:  # every split is scored the same way
         self._sums, self._count = {}, 0
         self._generator = torch.Generator().manual_seed(self.seed)  # the same UBM impressions at every evaluation
         if self.max_label is None:  # ERR's grade scale: the dataset's highest label (4 on MSLR, 1 on binary data)
@@ -96,24 +96,3 @@ class LTRModule(LossSteps, pl.LightningModule):
         if shown in values:
             self.log(f"{stage}/{shown}", values[shown], prog_bar=True)
         return values
-
-    def on_validation_epoch_start(self) -> None:
-        self._start()
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._start()
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._finish("test")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["recx"] = {"config": self.recx_config, "format": 1}

@@ -16,12 +16,12 @@ import torch
 from recx.metrics.topk import TopKMetrics
 from recx.scoring import make_ranker
 from recx.topn.models.base import TopNModel
-from recx.training import LossSteps
+from recx.training import LossSteps, SameEvaluation
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
 
 
-class TopNModule(LossSteps, pl.LightningModule):
+class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
     def __init__(
         self,
         net: TopNModel,
@@ -116,25 +116,3 @@ class TopNModule(LossSteps, pl.LightningModule):
             self.log(f"{stage}/{shown}", values[shown], prog_bar=True)
         self._metric, self._ranker, self._cold_metric = None, None, None
         return values
-
-    def on_validation_epoch_start(self) -> None:
-        self._start("valid")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._start("test")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._finish("test")
-
-    # ------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["recx"] = {"config": self.recx_config, "format": 1}
