@@ -13,6 +13,7 @@ model×dataset pairing fails before any heavy import.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -27,7 +28,8 @@ CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks"
                  "click_model", "simulator", "lm")
 COMMANDS = {
     "train": "train one model on one dataset (Hydra overrides: model=bpr dataset=ml100k trainer.max_epochs=50)",
-    "sweep": "Hydra multirun over comma-separated values ('model.lr=1e-3,1e-2'), then a summary table",
+    "sweep": "Hydra multirun over comma-separated values ('model.lr=1e-3,1e-2'), then a summary table;\n"
+             "         experiment=reproduce_small|reproduce_full runs a reproduction suite (report.md, exit 1 if off)",
     "eval": "re-score a checkpoint with the training evaluator: recx eval ckpt=outputs/.../checkpoints/best.ckpt;\n"
             "         recx eval lis dataset=ml100k preference=test representation=feature:text  (AIS / LIS)",
     "data": "datasets: recx data list | download NAME [--from DIR] | prepare NAME [--modalities a,b]",
@@ -251,8 +253,13 @@ def one_sweep_folder(cfg: DictConfig, overrides: list[str]) -> list[str]:
     return [f"hydra.sweep.dir={cfg.paths.output_root}/sweeps/{name}/{time.strftime('%Y-%m-%d_%H-%M-%S')}"]
 
 
-def run_hydra(command: str, args: list[str]) -> int:
-    passthrough = any(a.startswith("-") for a in args)  # --help, --cfg job, --info, -c ...
+def entry_point(command: str, args: list[str]) -> tuple[str, str, list[str]]:
+    """Which primary config a command line composes, and as which command it runs, with short keys expanded.
+
+    ``recx eval lis ...`` composes ``lis.yaml``; ``recx eval model=heartlang_probe|icl ...`` are runs like ``train``
+    (``label_fraction=``, ``selector=``, ``shots=``, ``pool=`` become ``model.*``); ``recx eval metric=feature_quality``
+    composes ``feature_quality.yaml``. Returns ``(config_name, command, args)``.
+    """
     config_name = "eval" if command == "eval" else "train"
     if command == "eval" and args and args[0] == "lis":  # recx eval lis ...: the standalone LIS evaluator
         config_name, args = "lis", args[1:]
@@ -266,12 +273,20 @@ def run_hydra(command: str, args: list[str]) -> int:
         args = [f"model.{a}" if a.startswith(short) else a for a in args]
     if command == "eval" and "metric=feature_quality" in args:  # AlignRec's intermediate metrics, no checkpoint
         config_name, args = "feature_quality", [a for a in args if a != "metric=feature_quality"]
+    return config_name, command, args
+
+
+def run_hydra(command: str, args: list[str]) -> int:
+    passthrough = any(a.startswith("-") for a in args)  # --help, --cfg job, --info, -c ...
+    config_name, command, args = entry_point(command, args)
     extra: list[str] = []
     if not passthrough:
         overrides = list(args)
         check_choices(overrides, sweep=command == "sweep")
         first = first_of_sweep(overrides) if command == "sweep" else overrides
         cfg = compose(config_name, first)
+        if cfg.get("reproduce") is not None and config_name == "train":
+            return run_reproduction(cfg, overrides, command)
         if command in ("train", "sweep"):
             metric = family_metric_override(cfg, overrides)
             if metric:
@@ -286,9 +301,47 @@ def run_hydra(command: str, args: list[str]) -> int:
                 extra.append(resume)
         if config_name == "eval" and not cfg.get("ckpt"):
             raise ConfigError("recx eval needs a checkpoint", field="ckpt", fix="recx eval ckpt=<run>/checkpoints/best.ckpt")
-    sys.argv = [f"recx {command}", *args, *extra, *(["-m"] if command == "sweep" else [])]
+    if command == "train":  # for Lightning's DDP launcher, which re-runs argv[0] (or -m recx.cli) with argv[1:]
+        os.environ[DDP_COMMAND_ENV] = config_name
+    sys.argv = [entry_script(), *args, *extra, *(["-m"] if command == "sweep" else [])]
     _hydra_app(config_name)()
     return 0
+
+
+def run_reproduction(cfg: DictConfig, overrides: list[str], command: str) -> int:
+    """``recx sweep experiment=reproduce_<suite>``: run the suite's papers, write the report; exit 1 when a number
+    leaves its recorded range (or a step fails), 0 when all pass."""
+    if command != "sweep":
+        raise ConfigError(f"experiment '{cfg.get('run_name')}' is a reproduction suite (several runs)", field="experiment",
+                          fix="run it with `recx sweep experiment=...` or `make reproduce`")
+    from recx import reproduce
+
+    node = cfg.reproduce
+    suite = reproduce.load_suite(node)
+    resume = node.get("resume")
+    if resume not in (None, False) and str(resume).lower() not in ("true", "false"):
+        folder, resume = Path(str(resume)), True  # resume=<suite folder>
+        if not folder.is_dir():
+            raise ConfigError("no such suite folder to resume", path=folder, field="reproduce.resume",
+                              fix="pass the folder printed by the interrupted suite, or reproduce.resume=true")
+    else:
+        resume = str(resume).lower() == "true"
+        folder = reproduce.suite_folder(node.output_dir, resume=resume)
+    own = ("experiment", "reproduce")
+    forwarded = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] not in own]
+    out = console()
+    out.print(f"suite [bold]{suite.name}[/]: {len(suite.papers)} papers × seeds {list(suite.seeds)} -> {folder}")
+    try:
+        report = reproduce.run_suite(suite, folder, forwarded=forwarded, resume=resume,
+                                     log=lambda line: out.print(line, markup=False))
+    except KeyboardInterrupt:
+        out.print(f"[yellow]interrupted[/]: finished steps are kept in {folder}; continue with the same command "
+                  f"and reproduce.resume={folder}")
+        return 130
+    reproduce.print_report(report)
+    out.print(f"report: {folder / 'report.md'} and report.json" +
+              (f"; proposed ranges: {folder / 'calibration.yaml'}" if len(suite.seeds) > 1 else ""))
+    return 0 if report["passed"] else reproduce.EXIT_OUT_OF_RANGE
 
 
 # ------------------------------------------------------------------------------------------------------------ data
@@ -393,8 +446,29 @@ def print_help() -> None:
     out.print("\n`recx train --help` shows the composed config; RECX_DEBUG=1 keeps tracebacks on errors.")
 
 
+#: set by a ``train`` run: the config a DDP worker process (LOCAL_RANK > 0) composes
+DDP_COMMAND_ENV = "RECX_DDP_CONFIG"
+
+
+def entry_script() -> str:
+    """``sys.argv[0]`` for Hydra: a runnable recx entry point (the ``recx`` script), because Lightning's DDP launcher
+    starts every extra process as ``python <argv[0]> <argv[1:]>``; under ``python -m recx.cli`` it uses ``-m``."""
+    script = Path(sys.argv[0])
+    return str(script.resolve()) if script.name == "recx" and script.is_file() else "recx"
+
+
+def is_ddp_worker(argv: list[str]) -> bool:
+    """A process started by Lightning's DDP launcher: LOCAL_RANK > 0, argv = overrides only (no command)."""
+    return (os.environ.get("LOCAL_RANK", "0") != "0" and bool(os.environ.get(DDP_COMMAND_ENV))
+            and bool(argv) and argv[0] not in COMMANDS)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if is_ddp_worker(argv):  # the rank-0 process already checked everything: compose and train as told
+        sys.argv = [entry_script(), *argv]
+        _hydra_app(os.environ[DDP_COMMAND_ENV])()
+        return 0
     if not argv or argv[0] in ("-h", "--help", "help"):
         print_help()
         return 0

@@ -129,6 +129,13 @@ def check_hardware(hardware: DictConfig) -> None:
         torch.set_num_threads(int(hardware.num_threads))
 
 
+def is_global_zero() -> bool:
+    """False in the extra processes of a DDP run (Lightning's launcher sets their rank in the environment)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def quiet_lightning() -> None:
     """Lightning's INFO chatter (accelerator lines, checkpoint restores, tips) stays in the log file, off the console."""
     import logging
@@ -255,8 +262,17 @@ def wants_lis(cfg: DictConfig) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------------- train
+#: the families whose training runs through a Lightning Trainer, hence can use hardware=ddp
+DDP_FAMILIES = ("topn", "ltr")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; return the metrics dict that is also written to ``metrics.json``."""
+    family = cfg.model.get("family")
+    if "ddp" in str(cfg.hardware.get("strategy", "")) and family not in DDP_FAMILIES:
+        raise ConfigError(f"model '{cfg.model.name}' ({family}) trains in one process; hardware=ddp serves the "
+                          f"Lightning families ({', '.join(DDP_FAMILIES)})", field="hardware.strategy",
+                          fix="use hardware=gpu (one device) for this model")
     if cfg.model.get("family") == "interactive":  # MAGUS: a base top-N run, then the multi-round simulation
         from recx.interactive.recipe import run
 
@@ -293,8 +309,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, net)
     module.recx_config = OmegaConf.to_container(cfg, resolve=True)
 
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    write_json(run_dir / "conventions.json", conventions(cfg, dm))
+    writer = is_global_zero()  # under DDP every process trains and evaluates; rank 0 alone writes the run's files
+    if writer:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        write_json(run_dir / "conventions.json", conventions(cfg, dm))
 
     monitor = f"val/{cfg.metric.monitor}"
     checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=monitor, mode="max", save_top_k=1,
@@ -362,8 +380,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         lis = module.results["lis"]
         lis["share_of_training_time"] = round(lis["wall_time_s"] / max(train_time, 1e-9), 4)
         results["lis"] = lis
-    write_json(run_dir / "metrics.json", results)
-    print_metrics(results, title=f"{cfg.run_name}: best epoch {best_epoch} (by {monitor})", run_dir=run_dir)
+    if trainer.world_size > 1:
+        results["processes"] = trainer.world_size
+    if writer:
+        write_json(run_dir / "metrics.json", results)
+        print_metrics(results, title=f"{cfg.run_name}: best epoch {best_epoch} (by {monitor})", run_dir=run_dir)
     return results
 
 

@@ -13,6 +13,50 @@ import torch
 from recx.errors import check_finite_loss
 
 
+def device_for(hardware) -> torch.device:
+    """Where a family that trains outside Lightning (ECG, learning paths, in-context learning) puts its tensors:
+    CUDA under ``hardware=gpu|bf16`` (``recx.run.check_hardware`` has refused a GPU config without CUDA), else CPU."""
+    accelerator = str(hardware.get("accelerator", "cpu")) if hardware is not None else "cpu"
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device | None) -> dict[str, torch.Tensor]:
+    """A batch dict on ``device`` (as is when ``device`` is None)."""
+    if device is None:
+        return batch
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def eval_sampler(dataset, trainer):
+    """The sampler of an evaluation loader: None (in order) in one process; under DDP a :class:`DisjointShare`.
+
+    Lightning's default DistributedSampler pads the last share by repeating samples, which would count some users (or
+    queries) twice and make DDP metrics differ from a single process's; Lightning's own unrepeated sampler refuses a
+    process with nothing to score (one LTR evaluation batch, two processes)."""
+    if trainer is None or trainer.world_size <= 1:
+        return None
+    return DisjointShare(dataset, trainer.world_size, trainer.global_rank)
+
+
+class DisjointShare(torch.utils.data.DistributedSampler):
+    """Process ``rank`` of ``world`` takes items ``rank, rank + world, ...``: every item exactly once over all
+    processes, shares differ by at most one, and a share may be empty. (A DistributedSampler subclass, so that
+    Lightning keeps it instead of wrapping the loader in its own.)"""
+
+    def __init__(self, dataset, world: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=False)
+        self.share = list(range(rank, len(dataset), world))
+        self.num_samples, self.total_size = len(self.share), len(dataset)
+
+    def __iter__(self):
+        return iter(self.share)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 class LossSteps:
     #: what to tell the user when the loss diverges
     nan_fix = "lower model.lr or check the input data for extreme values"

@@ -25,6 +25,7 @@ from recx.ecg.models import VQHBR, HeartLang, LinearProbe
 from recx.errors import ConfigError
 from recx.metrics.classification import macro_auroc
 from recx.run import save_checkpoint
+from recx.training import device_for, to_device
 
 
 def size_args(size: DictConfig, kind: str) -> dict:
@@ -35,13 +36,14 @@ def size_args(size: DictConfig, kind: str) -> dict:
     return {"dim": s["dim"], "depth": s["depth"], "heads": s["heads"], "mlp": s["mlp"], "n_codes": s["n_codes"]}
 
 
-def batches(split: ECGSplit, batch_size: int, generator: torch.Generator | None = None):
+def batches(split: ECGSplit, batch_size: int, generator: torch.Generator | None = None,
+            device: torch.device | None = None):
     order = torch.randperm(len(split), generator=generator) if generator is not None else torch.arange(len(split))
     for index in order.split(batch_size):
-        yield split.batch(index)
+        yield to_device(split.batch(index), device)
 
 
-def load_model(path: str | Path, expected: str):
+def load_model(path: str | Path, expected: str, device: torch.device | None = None):
     from recx.run import load_checkpoint_of
 
     ckpt, model_cfg = load_checkpoint_of(path, expected)
@@ -49,14 +51,14 @@ def load_model(path: str | Path, expected: str):
     cls = VQHBR if expected == "vqhbr" else HeartLang
     model = cls(**size_args(model_cfg.size, expected), dropout=0.0)  # frozen: no dropout
     model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), model_cfg
+    return model.to(device or "cpu").eval(), model_cfg
 
 
 @torch.no_grad()
-def vq_eval(model: VQHBR, split: ECGSplit, batch_size: int) -> dict[str, float]:
+def vq_eval(model: VQHBR, split: ECGSplit, batch_size: int, device: torch.device | None = None) -> dict[str, float]:
     model.eval()
     total, n, used = 0.0, 0, set()
-    for b in batches(split, batch_size):
+    for b in batches(split, batch_size, device=device):
         out = model(b)
         k = int(b["mask"].sum())
         total, n = total + float(out["reconstruction"]) * k, n + k
@@ -66,7 +68,8 @@ def vq_eval(model: VQHBR, split: ECGSplit, batch_size: int) -> dict[str, float]:
 
 
 def fit(step: Callable[[dict], torch.Tensor], params, data: ECGData, m: DictConfig, evaluate: Callable[[], float],
-        lower_is_better: bool, log: Callable[[str], None], seed: int, module: torch.nn.Module) -> dict:
+        lower_is_better: bool, log: Callable[[str], None], seed: int, module: torch.nn.Module,
+        device: torch.device | None = None) -> dict:
     """AdamW over the training sentences; keep the weights of the best validation score."""
     opt = torch.optim.AdamW(params, lr=float(m.lr), weight_decay=float(m.weight_decay))
     g = torch.Generator().manual_seed(seed)
@@ -75,7 +78,7 @@ def fit(step: Callable[[dict], torch.Tensor], params, data: ECGData, m: DictConf
         tic = time.perf_counter()
         module.train()
         losses = []
-        for b in batches(data.train, int(m.batch_size), g):
+        for b in batches(data.train, int(m.batch_size), g, device):
             loss = step(b)
             opt.zero_grad()
             loss.backward()
@@ -104,13 +107,14 @@ def fit(step: Callable[[dict], torch.Tensor], params, data: ECGData, m: DictConf
 def train_vqhbr(cfg: DictConfig, data: ECGData, run_dir: Path, log) -> dict[str, Any]:
     m = cfg.model
     torch.manual_seed(int(cfg.seed))
-    model = VQHBR(**size_args(m.size, "vqhbr"), beta=float(m.beta))
+    device = device_for(cfg.hardware)
+    model = VQHBR(**size_args(m.size, "vqhbr"), beta=float(m.beta)).to(device)
     out = fit(lambda b: model(b)["loss"], list(model.parameters()), data, m,
-              lambda: vq_eval(model, data.valid, int(m.batch_size))["reconstruction_mse"], True, log,
-              int(cfg.seed), model)
+              lambda: vq_eval(model, data.valid, int(m.batch_size), device)["reconstruction_mse"], True, log,
+              int(cfg.seed), model, device)
     save_checkpoint(run_dir / "checkpoints" / "best.ckpt", model, cfg, {})
-    return {"valid": vq_eval(model, data.valid, int(m.batch_size)), "test": vq_eval(model, data.test,
-                                                                                     int(m.batch_size)), **out,
+    return {"valid": vq_eval(model, data.valid, int(m.batch_size), device),
+            "test": vq_eval(model, data.test, int(m.batch_size), device), **out,
             "best_checkpoint": str(run_dir / "checkpoints" / "best.ckpt")}
 
 
@@ -120,12 +124,14 @@ def train_heartlang(cfg: DictConfig, data: ECGData, run_dir: Path, log) -> dict[
     if not ckpt:
         raise ConfigError("HeartLang pretraining needs the trained heartbeat quantizer", field="tokenizer.ckpt",
                           fix="run `recx train model=vqhbr dataset=...` and pass tokenizer.ckpt=<its best.ckpt>")
-    quantizer, q_cfg = load_model(ckpt, "vqhbr")
+    device = device_for(cfg.hardware)
+    quantizer, q_cfg = load_model(ckpt, "vqhbr", device)
     if int(q_cfg.size.n_codes) != int(m.size.n_codes):
         raise ConfigError(f"the quantizer has {q_cfg.size.n_codes} codes, HeartLang's head {m.size.n_codes}",
                           field="model/size", fix="use the same model/size for both")
     torch.manual_seed(int(cfg.seed))
-    model = HeartLang(**size_args(m.size, "heartlang"), dropout=float(m.dropout), mask_ratio=float(m.mask_ratio))
+    model = HeartLang(**size_args(m.size, "heartlang"), dropout=float(m.dropout),
+                      mask_ratio=float(m.mask_ratio)).to(device)
     g = torch.Generator().manual_seed(int(cfg.seed))
 
     @torch.no_grad()
@@ -133,24 +139,26 @@ def train_heartlang(cfg: DictConfig, data: ECGData, run_dir: Path, log) -> dict[
         model.eval()
         eg = torch.Generator().manual_seed(0)  # the same masks at every evaluation
         loss, acc, n = 0.0, 0.0, 0
-        for b in batches(split, int(m.batch_size)):
+        for b in batches(split, int(m.batch_size), device=device):
             out = model.pretraining_loss(b, quantizer.codes(b), eg)
             k = int(out["masked"])
             loss, acc, n = loss + float(out["loss"]) * k, acc + float(out["accuracy"]) * k, n + k
         return {"masked_loss": loss / max(n, 1), "masked_accuracy": acc / max(n, 1)}
 
     out = fit(lambda b: model.pretraining_loss(b, quantizer.codes(b), g)["loss"], list(model.parameters()), data, m,
-              lambda: evaluate(data.valid)["masked_loss"], True, log, int(cfg.seed), model)
+              lambda: evaluate(data.valid)["masked_loss"], True, log, int(cfg.seed), model, device)
     save_checkpoint(run_dir / "checkpoints" / "best.ckpt", model, cfg, {"tokenizer": str(ckpt)})
     return {"valid": evaluate(data.valid), "test": evaluate(data.test), **out, "tokenizer": str(ckpt),
             "best_checkpoint": str(run_dir / "checkpoints" / "best.ckpt")}
 
 
 @torch.no_grad()
-def cls_features(backbone: HeartLang, split: ECGSplit, batch_size: int = 64) -> torch.Tensor:
+def cls_features(backbone: HeartLang, split: ECGSplit, batch_size: int = 64,
+                 device: torch.device | None = None) -> torch.Tensor:
+    """The frozen CLS vectors of a split, on the CPU (the probe is tiny)."""
     backbone.eval()
-    return torch.cat([backbone.features(b) for b in batches(split, batch_size)]) if len(split) else \
-        torch.zeros(0, backbone.backbone.dim)
+    return torch.cat([backbone.features(b).cpu() for b in batches(split, batch_size, device=device)]) \
+        if len(split) else torch.zeros(0, backbone.backbone.dim)
 
 
 def probe(features: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], fraction: float, m: DictConfig,
@@ -187,14 +195,15 @@ def run_probe(cfg: DictConfig, data: ECGData, run_dir: Path, log) -> dict[str, A
         raise ConfigError(f"dataset '{data.name}' has no labels to probe", field="dataset",
                           fix="use a labelled dataset (ptbxl, synthetic_ecg)")
     ckpt = (cfg.get("backbone") or {}).get("ckpt")
+    device = device_for(cfg.hardware)
     if ckpt:
-        backbone, _ = load_model(ckpt, "heartlang")
+        backbone, _ = load_model(ckpt, "heartlang", device)
     else:
         torch.manual_seed(int(cfg.seed))
-        backbone = HeartLang(**size_args(m.size, "heartlang"), dropout=0.0).eval()
+        backbone = HeartLang(**size_args(m.size, "heartlang"), dropout=0.0).to(device).eval()
         log("backbone.ckpt not set: probing a randomly initialised backbone (the random-features reference)")
     tic = time.perf_counter()
-    features = {s: cls_features(backbone, getattr(data, s)) for s in ("train", "valid", "test")}
+    features = {s: cls_features(backbone, getattr(data, s), device=device) for s in ("train", "valid", "test")}
     labels = {s: getattr(data, s).labels for s in ("train", "valid", "test")}
     fractions = m.label_fraction if isinstance(m.label_fraction, (list, tuple)) or OmegaConf.is_list(
         m.label_fraction) else [m.label_fraction]
@@ -209,14 +218,13 @@ def run_probe(cfg: DictConfig, data: ECGData, run_dir: Path, log) -> dict[str, A
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.console import console, print_metrics
-    from recx.run import construct, write_json
+    from recx.run import check_hardware, construct, write_json
 
     out = console()
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    if cfg.hardware.get("num_threads"):
-        torch.set_num_threads(int(cfg.hardware.num_threads))
+    check_hardware(cfg.hardware)
     data = prepare_ecg(construct(cfg.dataset.source), cfg.paths.get("data_dir"),
                        log=lambda msg: out.print(msg, markup=False))
 
@@ -228,7 +236,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     body = {"vqhbr": train_vqhbr, "heartlang": train_heartlang, "heartlang_probe": run_probe}[name](cfg, data,
                                                                                                    run_dir, log)
     results = {"status": "completed", "run_name": cfg.run_name, "model": name, "dataset": cfg.dataset.name,
-               "seed": cfg.seed, **body, "data": data.stats(), "wall_time_s": round(time.perf_counter() - started, 2)}
+               "seed": cfg.seed, **body, "data": data.stats(), "device": str(device_for(cfg.hardware)),
+               "wall_time_s": round(time.perf_counter() - started, 2)}
     write_json(run_dir / "metrics.json", results)
     write_json(run_dir / "conventions.json", {
         "auroc": "macro over label columns (sklearn roc_auc_score average='macro'); columns with one class skipped",

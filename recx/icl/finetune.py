@@ -24,11 +24,8 @@ class LabelWordFineTuner(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         prompts, labels = batch
-        enc = self.lm.tokenizer(list(prompts), return_tensors="pt", padding=True)
-        positions = (enc["attention_mask"].cumsum(-1) - 1).clamp_min(0)
-        logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                            position_ids=positions).logits[:, -1, self.lm.label_ids]
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        logits = self.model(**self.lm.encode(prompts)).logits[:, -1, self.lm.label_ids]
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(logits.device))
         self.log("train/loss", loss, prog_bar=False, batch_size=len(labels))
         return loss
 
@@ -42,8 +39,10 @@ def collate(rows):
 
 
 def finetune(lm, texts: Sequence[str], labels: Sequence[int], epochs: int = 1, batch_size: int = 8,
-             lr: float = 5e-5, weight_decay: float = 0.01, seed: int = 0) -> None:
-    """Fine-tune ``lm.model`` in place on zero-shot prompts of ``texts`` → ``labels``."""
+             lr: float = 5e-5, weight_decay: float = 0.01, seed: int = 0, accelerator: str = "cpu",
+             precision: str = "32-true") -> None:
+    """Fine-tune ``lm.model`` in place on zero-shot prompts of ``texts`` → ``labels`` (on ``accelerator``; the model
+    stays on that device afterwards, where the next round's pre-selection scores with it)."""
     from recx.run import quiet_lightning
 
     quiet_lightning()
@@ -53,7 +52,9 @@ def finetune(lm, texts: Sequence[str], labels: Sequence[int], epochs: int = 1, b
                         generator=torch.Generator().manual_seed(seed))
     module = LabelWordFineTuner(lm, lr, weight_decay)
     lm.model.train()
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+    device = next(lm.model.parameters()).device
+    trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, precision=precision, logger=False,
+                         enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(module, loader)
-    lm.model.eval()
+    lm.model.to(device).eval()  # Lightning hands the module back on the CPU

@@ -122,14 +122,20 @@ class ClassificationLM:
         """``[N, C]`` next-token logits of the label words after each prompt (batched, left-padded)."""
         out = []
         for start in range(0, len(prompts), self.batch_size):
-            enc = self.tokenizer(list(prompts[start:start + self.batch_size]), return_tensors="pt", padding=True)
-            # left padding: positions count real tokens only, so a prompt scores the same alone or in a batch
-            positions = (enc["attention_mask"].cumsum(-1) - 1).clamp_min(0)
-            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                position_ids=positions).logits[:, -1]
-            out.append(logits[:, self.label_ids].float())
+            enc = self.encode(prompts[start:start + self.batch_size])
+            logits = self.model(**enc).logits[:, -1]
+            out.append(logits[:, self.label_ids].float().cpu())
             self.forward_calls += 1
         return torch.cat(out) if out else torch.zeros(0, len(self.label_ids))
+
+    def encode(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The model inputs of a batch of prompts, on the model's device. Left padding: positions count real tokens
+        only, so a prompt scores the same alone or in a batch."""
+        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        device = next(self.model.parameters()).device
+        mask = enc["attention_mask"].to(device)
+        return {"input_ids": enc["input_ids"].to(device), "attention_mask": mask,
+                "position_ids": (mask.cumsum(-1) - 1).clamp_min(0)}
 
     def predict(self, prompts: Sequence[str]) -> list[int]:
         return self.label_scores(prompts).argmax(1).tolist()

@@ -60,7 +60,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.icl.feeder import CachedJudge, feeder_preselect
     from recx.icl.lm import ClassificationLM, LMJudge, load_lm, tiny_lm
     from recx.icl.sources import pool_and_queries
-    from recx.run import construct, write_json
+    from recx.run import check_hardware, construct, write_json
+    from recx.training import device_for
 
     out = console()
     m = cfg.model
@@ -75,11 +76,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     pool, queries = pool_and_queries(examples, int(m.pool_size), int(m.test_size), int(m.data_seed))
     label_words = list(cfg.dataset.get("label_words") or examples.label_names)
     started = time.perf_counter()
+    check_hardware(cfg.hardware)
+    device = device_for(cfg.hardware)
     model, tokenizer = tiny_lm() if cfg.lm.path == "tiny" else load_lm(cfg.lm.path)
+    model.to(device)
     load_seconds = time.perf_counter() - started
     lm = ClassificationLM(model, tokenizer, label_words, template=cfg.dataset.get("template", "Text: {text}\nLabel:"),
                           batch_size=int(cfg.lm.get("batch_size", 16)))
-    report: dict[str, Any] = {"lm": str(cfg.lm.path), "lm_load_s": round(load_seconds, 1), "pool_size": len(pool),
+    report: dict[str, Any] = {"lm": str(cfg.lm.path), "lm_load_s": round(load_seconds, 1), "device": str(device),
+                              "pool_size": len(pool),
                               "test_size": len(queries)}
     in_use = list(range(len(pool)))
     if m.name == "feeder_ft":
@@ -126,6 +131,7 @@ def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, ru
     """``model=feeder_ft``: ``rounds`` × (pre-select with the frozen LM if ``pool=feeder``; fine-tune on the subset);
     zero-shot and ``shots``-shot ICL accuracy after every round."""
     from recx.console import print_metrics
+    from recx.training import device_for
     from recx.icl.feeder import CachedJudge, feeder_preselect
     from recx.icl.finetune import finetune
     from recx.icl.lm import LMJudge
@@ -147,7 +153,8 @@ def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, ru
             subset, feeder = result.selected, {"size": len(result.selected), "lm_judgements": result.judge_calls}
         finetune(lm, [pool.texts[i] for i in subset], [pool.labels[i] for i in subset], epochs=int(m.epochs),
                  batch_size=int(m.batch_size), lr=float(m.lr), weight_decay=float(m.weight_decay),
-                 seed=int(cfg.seed) + r)
+                 seed=int(cfg.seed) + r, accelerator="gpu" if device_for(cfg.hardware).type == "cuda" else "cpu",
+                 precision=str(cfg.hardware.get("precision", "32-true")))
         zero, _ = icl_accuracy(lm, pool, list(range(len(pool))), queries, "random", 0, str(m.encoder), int(cfg.seed))
         icl, _ = icl_accuracy(lm, pool, subset, queries, str(m.selector), int(m.shots), str(m.encoder),
                               int(cfg.seed))

@@ -30,6 +30,7 @@ from recx.errors import ConfigError
 from recx.ltr.data import LTRData, LTRSplit, pad_batch, query_index
 from recx.ltr.logging_policy import logged_lists
 from recx.ltr.propensity import randomized_propensity
+from recx.training import eval_sampler
 
 
 class _BatchList(torch.utils.data.Dataset):
@@ -43,8 +44,9 @@ class _BatchList(torch.utils.data.Dataset):
         return self.batches[i]
 
 
-def _loader(batches: list[dict[str, torch.Tensor]]) -> DataLoader:
-    return DataLoader(_BatchList(batches), batch_size=None, shuffle=False)
+def _loader(batches: list[dict[str, torch.Tensor]], trainer=None) -> DataLoader:
+    dataset = _BatchList(batches)
+    return DataLoader(dataset, batch_size=None, shuffle=False, sampler=eval_sampler(dataset, trainer))
 
 
 def query_percentile(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -210,15 +212,19 @@ class LTRDataModule(pl.LightningDataModule):
 
     def eval_batches(self, split: LTRSplit) -> list[dict[str, torch.Tensor]]:
         order = torch.argsort(split.lengths, stable=True)  # similar lengths together: little padding
+        size = self.eval_batch_size
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world > 1:  # DDP: at least one batch per process (a process with none would skip evaluation and hang)
+            size = max(1, min(size, -(-split.n_queries // world)))
         batches = []
-        for chunk in order.split(self.eval_batch_size):
+        for chunk in order.split(size):
             features, labels, mask = pad_batch(split, chunk, None)
             batches.append(with_history({"features": features, "labels": labels, "mask": mask, "query": chunk},
                                         split, chunk))
         return batches
 
     def val_dataloader(self) -> DataLoader:
-        return _loader(self.eval_batches(self.data.valid))
+        return _loader(self.eval_batches(self.data.valid), self.trainer)
 
     def test_dataloader(self) -> DataLoader:
-        return _loader(self.eval_batches(self.data.test))
+        return _loader(self.eval_batches(self.data.test), self.trainer)

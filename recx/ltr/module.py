@@ -88,6 +88,16 @@ class LTRModule(LossSteps, SameEvaluation, pl.LightningModule):
         self._count += batch["mask"].shape[0]
 
     def _finish(self, stage: str) -> dict[str, float]:
+        if self._trainer is not None and self.trainer.world_size > 1:  # DDP: every process scored other queries
+            import torch.distributed as dist
+
+            shares: list = [None] * self.trainer.world_size
+            dist.all_gather_object(shares, (self._sums, self._count))
+            self._sums, self._count = {}, 0
+            for sums, count in shares:
+                for name, v in sums.items():
+                    self._sums[name] = self._sums.get(name, 0.0) + v
+                self._count += count
         values = {k: v / max(self._count, 1) for k, v in self._sums.items()}
         values["n_queries"] = float(self._count)
         self.results[STAGE_SPLIT[stage]] = values

@@ -48,15 +48,16 @@ def shifted_answers(answers: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_dkt(model: DKT, data: KTSequences, batch_size: int = 256) -> dict[str, float]:
-    """AUC and accuracy over every real interaction of ``data``."""
+    """AUC and accuracy over every real interaction of ``data`` (on the model's device)."""
     model.eval()
+    device = next(model.parameters()).device
     probs, labels = [], []
     for start in range(0, len(data), batch_size):
         part = data.subset(torch.arange(start, min(start + batch_size, len(data))))
-        logits, _ = model(part.skills, shifted_answers(part.answers))
-        mask = part.mask
-        probs.append(torch.sigmoid(logits)[mask])
-        labels.append(part.answers[mask])
+        answers, mask = part.answers.to(device), part.mask.to(device)
+        logits, _ = model(part.skills.to(device), shifted_answers(answers))
+        probs.append(torch.sigmoid(logits)[mask].cpu())
+        labels.append(answers[mask].cpu())
     p, y = torch.cat(probs), torch.cat(labels)
     return {"auc": binary_auc(p, y), "accuracy": binary_accuracy(p, y), "interactions": int(y.numel())}
 
@@ -64,10 +65,12 @@ def evaluate_dkt(model: DKT, data: KTSequences, batch_size: int = 256) -> dict[s
 def train_dkt(model: DKT, train: KTSequences, valid: KTSequences, epochs: int = 30, batch_size: int = 128,
               lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 5, seed: int = 0,
               log: Callable[[str], None] = print) -> dict:
-    """BCE on next-answer correctness; keeps the weights of the best validation AUC. Returns the training history."""
+    """BCE on next-answer correctness (on the model's device); keeps the weights of the best validation AUC.
+    Returns the training history."""
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     best, best_state, history, waited = -1.0, None, [], 0
     for epoch in range(epochs):
         tic = time.perf_counter()
@@ -75,9 +78,9 @@ def train_dkt(model: DKT, train: KTSequences, valid: KTSequences, epochs: int = 
         total, count = 0.0, 0
         for index in torch.randperm(len(train), generator=generator).split(batch_size):
             part = train.subset(index)
-            logits, _ = model(part.skills, shifted_answers(part.answers))
-            mask = part.mask
-            loss = nn.functional.binary_cross_entropy_with_logits(logits[mask], part.answers[mask])
+            answers, mask = part.answers.to(device), part.mask.to(device)
+            logits, _ = model(part.skills.to(device), shifted_answers(answers))
+            loss = nn.functional.binary_cross_entropy_with_logits(logits[mask], answers[mask])
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 20.0)

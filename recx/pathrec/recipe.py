@@ -25,6 +25,7 @@ from recx.pathrec.env import KTEnvironment
 from recx.pathrec.episodes import candidate_sets, official_episodes, student_episodes
 from recx.pathrec.policy import GRUNextConcept, GRUPath, RandomPath, RulePath, SRCPolicy, train_gru
 from recx.run import save_checkpoint
+from recx.training import device_for
 
 DKT_KEYS = ("embed", "hidden", "mlp", "dropout")
 DKT_TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "patience")
@@ -49,13 +50,13 @@ def load_dkt(path: str | Path) -> tuple[DKT, dict]:
 # --------------------------------------------------------------------------------------------------------------- dkt
 def run_dkt(cfg: DictConfig, data, run_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
     arch, training = dkt_settings(cfg.model)
-    model = DKT(data.n_skills, **arch)
+    model = DKT(data.n_skills, **arch).to(device_for(cfg.hardware))
     tic = time.perf_counter()
     history = train_dkt(model, data.train, data.valid, seed=int(cfg.seed), log=log, **training)
     seconds = time.perf_counter() - tic
     valid, test = evaluate_dkt(model, data.valid), evaluate_dkt(model, data.test)
     ckpt = run_dir / "checkpoints" / "best.ckpt"
-    save_checkpoint(ckpt, model, cfg, {"n_skills": data.n_skills, "test": test})
+    save_checkpoint(ckpt, model.cpu(), cfg, {"n_skills": data.n_skills, "test": test})
     return {"valid": valid, "test": test, "best_epoch": history["best_epoch"], "history": history["history"],
             "train_time_s": round(seconds, 2), "best_checkpoint": str(ckpt),
             "n_parameters": sum(p.numel() for p in model.parameters())}
@@ -77,9 +78,10 @@ def auto_simulator(cfg: DictConfig, data, log: Callable[[str], None]) -> tuple[D
         sim_cfg.model = dkt_cfg
         sim_cfg.seed = 0
         arch, training = dkt_settings(dkt_cfg)
-        model = DKT(data.n_skills, **arch)
+        model = DKT(data.n_skills, **arch).to(device_for(cfg.hardware))
         train_dkt(model, data.train, data.valid, seed=0, log=log, **training)
-        save_checkpoint(path, model, sim_cfg, {"n_skills": data.n_skills, "test": evaluate_dkt(model, data.test)})
+        test = evaluate_dkt(model, data.test)
+        save_checkpoint(path, model.cpu(), sim_cfg, {"n_skills": data.n_skills, "test": test})
     return load_dkt(path)
 
 
@@ -239,15 +241,14 @@ def run_path_method(cfg: DictConfig, data, run_dir: Path, log: Callable[[str], N
 def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.console import console
     from recx.pathrec.sources import load_kt
-    from recx.run import construct, write_json
+    from recx.run import check_hardware, construct, write_json
 
     out = console()
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(int(cfg.seed))
-    if cfg.hardware.get("num_threads"):
-        torch.set_num_threads(int(cfg.hardware.num_threads))
+    check_hardware(cfg.hardware)
     data = load_kt(construct(cfg.dataset.source), cfg.paths.get("data_dir"))
 
     def log(message: str) -> None:
@@ -257,6 +258,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     body = run_dkt(cfg, data, run_dir, log) if cfg.model.name == "dkt" else run_path_method(cfg, data, run_dir, log)
     results = {"status": "completed", "run_name": cfg.run_name, "model": cfg.model.name, "dataset": cfg.dataset.name,
                "seed": cfg.seed, "monitor": cfg.metric.monitor, **body, "data": data.stats(),
+               # DKT trains on hardware's device; episodes, SRC and the baselines run on the CPU (generator-driven)
+               "device": str(device_for(cfg.hardware)) if cfg.model.name == "dkt" else "cpu",
                "wall_time_s": round(time.perf_counter() - started, 2)}
     write_json(run_dir / "metrics.json", results)
     write_json(run_dir / "conventions.json", {

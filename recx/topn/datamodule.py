@@ -21,6 +21,7 @@ from recx.data.interactions import InteractionData, pairs_to_csr
 from recx.data.prepare import default_data_dir, prepare
 from recx.scoring.topk import chunk_size_for
 from recx.topn.sampling import pair_keys, sample_negatives
+from recx.training import eval_sampler
 
 
 class _Batches(Dataset):
@@ -130,8 +131,9 @@ class TopNDataModule(pl.LightningDataModule):
                           collate_fn=_identity, num_workers=self.num_workers)
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(_Batches({"users": self.eval_users(split)}), batch_size=self.eval_chunk_size(),
-                          shuffle=False, collate_fn=_identity, num_workers=0)
+        users = _Batches({"users": self.eval_users(split)})
+        return DataLoader(users, batch_size=self.eval_chunk_size(), shuffle=False, collate_fn=_identity,
+                          num_workers=0, sampler=eval_sampler(users, self.trainer))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("valid")
