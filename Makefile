@@ -3,7 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 EXTRAS  ?= dev,sweep,llm
 
-.PHONY: install test test-fast bench clean
+.PHONY: install test test-fast bench reproduce reproduce-full gpu-check clean
 
 install:
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,23 @@ bench:
 	$(PY) scripts/bench_lis.py
 	$(PY) scripts/bench_ltr.py
 	$(PY) scripts/bench_ecg.py
+
+# One short reproduction per paper on offline data (< 30 min on 2 cores): outputs/reproduce/<date>/report.{md,json};
+# exits 1 when a number leaves its recorded range. Extra overrides: make reproduce ARGS='reproduce.only=[motor]'.
+RECX_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export RECX_DATA_MIRROR
+
+reproduce:
+	$(MAKE) install EXTRAS=$(EXTRAS),text
+	WANDB_MODE=disabled $(VENV)/bin/recx sweep experiment=reproduce_small $(ARGS)
+
+# The paper-scale runs (Amazon Baby, full MSLR, Yahoo, PTB-XL, SST-2 + a 2B LM): a GPU and the data are needed.
+reproduce-full:
+	WANDB_MODE=disabled $(VENV)/bin/recx sweep experiment=reproduce_full hardware=gpu $(ARGS)
+
+# On a CUDA machine: GPU vs CPU per family, bf16, scoring speed, 2-process DDP (scripts/gpu_check.py).
+gpu-check:
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf outputs multirun .pytest_cache
