@@ -318,7 +318,8 @@ def build_report(suite: Suite, results: dict, *, forwarded: list[str], started: 
         for step in paper.steps:
             per_seed = results[paper.key].get(step.name, {})
             steps.append({"name": step.name, "command": step.command,
-                          "runs": {str(s): {k: v for k, v in o.items() if k != "metrics"} for s, o in per_seed.items()}})
+                          "runs": {str(s): {k: v for k, v in o.items() if k != "metrics"}
+                                   for s, o in per_seed.items()}})
         checks = [summarize_check(c, results[paper.key], suite.seeds) for c in paper.checks]
         ran = all(results[paper.key].get(s.name, {}).get(seed) for s in paper.steps for seed in suite.seeds)
         statuses = {c["status"] for c in checks}
@@ -386,6 +387,15 @@ def _range(low: float | None, high: float | None) -> str:
     return f"[{_fmt(low)}, {_fmt(high)}]"
 
 
+def _value(check: dict[str, Any], multi_seed: bool) -> str:
+    """A check's number as the tables show it: the mean, with ± std over several seeds."""
+    return _fmt(check["mean"]) + (f" ± {_fmt(check['std'])}" if multi_seed and check["mean"] is not None else "")
+
+
+def _verdict(report: dict[str, Any]) -> str:
+    return ("PASSED" if report["passed"] else "FAILED") if report["complete"] else "INCOMPLETE"
+
+
 def _published(pub: dict[str, Any]) -> str:
     if not pub:
         return "–"
@@ -404,7 +414,7 @@ def _published(pub: dict[str, Any]) -> str:
 def report_markdown(report: dict[str, Any]) -> str:
     """The human-readable report: one table row per check, then what each paper ran and any failures."""
     m = report["machine"]
-    status = ("PASSED" if report["passed"] else "FAILED") if report["complete"] else "INCOMPLETE"
+    status = _verdict(report)
     counts = report["counts"]
     seeds = report["seeds"]
     lines = [
@@ -426,10 +436,9 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     for p in report["papers"]:
         for i, c in enumerate(p["checks"]):
-            value = _fmt(c["mean"]) + (f" ± {_fmt(c['std'])}" if len(seeds) > 1 and c["mean"] is not None else "")
-            expected = _range(c["low"], c["high"])
             lines.append(f"| {p['title'] if i == 0 else ''} | {p['data'] if i == 0 else ''} | {c['label']} | "
-                         f"{value} | {expected} | {c['status']} | {_published(p['published']) if i == 0 else ''} |")
+                         f"{_value(c, len(seeds) > 1)} | {_range(c['low'], c['high'])} | {c['status']} | "
+                         f"{_published(p['published']) if i == 0 else ''} |")
     lines += ["", "## Per paper", ""]
     for p in report["papers"]:
         lines.append(f"### {p['title']} — {p['status']}")
@@ -492,16 +501,12 @@ def print_report(report: dict[str, Any]) -> None:
     from recx.console import console
 
     multi = len(report["seeds"]) > 1
-    table = Table(title=f"reproduction suite {report['suite']}: "
-                        f"{'passed' if report['passed'] else 'FAILED' if report['complete'] else 'incomplete'}",
-                  title_justify="left")
+    table = Table(title=f"reproduction suite {report['suite']}: {_verdict(report).lower()}", title_justify="left")
     for col in ("paper", "metric", "recx", "expected", "result", "published"):
         table.add_column(col, overflow="fold", justify="right" if col == "recx" else "left")
     colour = {"pass": "green", "fail": "red", "missing": "red", "unchecked": "yellow"}
     for p in report["papers"]:
         for i, c in enumerate(p["checks"]):
-            value = _fmt(c["mean"]) + (f" ± {_fmt(c['std'])}" if multi and c["mean"] is not None else "")
-            expected = _range(c["low"], c["high"])
-            table.add_row(p["key"] if i == 0 else "", c["label"], value, expected,
+            table.add_row(p["key"] if i == 0 else "", c["label"], _value(c, multi), _range(c["low"], c["high"]),
                           f"[{colour[c['status']]}]{c['status']}[/]", _published(p["published"]) if i == 0 else "")
     console().print(table)

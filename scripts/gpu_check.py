@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from recx.reproduce import metric_value, run_step
 
 GPU, CPU, BF16 = ["hardware=gpu"], ["hardware=cpu"], ["hardware=bf16"]
 
@@ -43,26 +44,13 @@ FAMILIES = {
 }
 
 
-def recx(args: list[str], run_dir: Path, env: dict, log: Path) -> tuple[dict | None, float, str]:
-    """One ``python -m recx.cli`` run into ``run_dir``: (metrics.json or None, seconds, last output line)."""
-    started = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, "-m", "recx.cli", *args, f"hydra.run.dir={run_dir}"], stdout=f,
-                              stderr=subprocess.STDOUT, env=env)
-    seconds = time.perf_counter() - started
-    tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-1:] or [""]
-    metrics = run_dir / "metrics.json"
-    ok = proc.returncode == 0 and metrics.is_file()
-    return (json.loads(metrics.read_text()) if ok else None), seconds, tail[0]
-
-
-def value(metrics: dict | None, path: str) -> float | None:
-    node = metrics
-    for key in path.split(".", 1):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return float(node) if isinstance(node, (int, float)) else None
+def recx(args: list[str], run_dir: Path, log: Path) -> tuple[dict | None, float, str]:
+    """One ``python -m recx.cli`` run into ``run_dir`` (the reproduction suites' runner): (metrics.json or None,
+    seconds, the error line of a failed run)."""
+    outcome = run_step([*args, f"hydra.run.dir={run_dir}"], run_dir=run_dir, log_path=log, timeout_s=None)
+    ok = outcome["status"] == "ok"
+    return (json.loads((run_dir / "metrics.json").read_text()) if ok else None), outcome["seconds"], \
+        outcome["error"] or ""
 
 
 def scoring_timing(users: int, items: int, dim: int, repeats: int = 3, device: str = "cuda") -> dict:
@@ -74,7 +62,8 @@ def scoring_timing(users: int, items: int, dim: int, repeats: int = 3, device: s
 
     g = torch.Generator().manual_seed(0)
     user_vecs, item_vecs = torch.randn(users, dim, generator=g), torch.randn(items, dim, generator=g)
-    seen = torch.stack([torch.arange(users).repeat_interleave(20), torch.randint(0, items, (users * 20,), generator=g)], 1)
+    seen = torch.stack([torch.arange(users).repeat_interleave(20),
+                        torch.randint(0, items, (users * 20,), generator=g)], 1)
     indptr, indices = pairs_to_csr(seen, users, items)
     out = {"users": users, "items": items, "dim": dim}
     lists = {}
@@ -114,8 +103,8 @@ def main(argv=None) -> int:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled",
-           "RECX_DATA_DIR": os.environ.get("RECX_DATA_DIR", str(out / "data"))}
+    os.environ.setdefault("RECX_DATA_DIR", str(out / "data"))  # inherited by every recx process
+    os.environ["WANDB_MODE"] = "disabled"
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (dry run)" if args.dry_run_on_cpu \
         else None
     report: dict = {"card": card, "gpus": torch.cuda.device_count(), "torch": torch.__version__, "checks": []}
@@ -134,11 +123,11 @@ def main(argv=None) -> int:
             continue
         results = {}
         for device, hw in (("cpu", CPU), ("gpu", GPU)):
-            metrics, seconds, tail = recx([*base, *hw, "seed=1"], out / family / device, env,
+            metrics, seconds, tail = recx([*base, *hw, "seed=1"], out / family / device,
                                           out / f"{family}-{device}.log")
             results[device] = (metrics, seconds, tail)
         (m_cpu, s_cpu, t_cpu), (m_gpu, s_gpu, t_gpu) = results["cpu"], results["gpu"]
-        a, b = value(m_cpu, metric), value(m_gpu, metric)
+        a, b = metric_value(m_cpu, metric), metric_value(m_gpu, metric)
         if a is None or b is None:
             check(f"{family} GPU vs CPU", False, f"a run failed: cpu '{t_cpu}' / gpu '{t_gpu}'")
             continue
@@ -147,16 +136,16 @@ def main(argv=None) -> int:
               metric=metric, cpu=a, gpu=b, cpu_seconds=round(s_cpu, 1), gpu_seconds=round(s_gpu, 1))
         if rescore:
             ckpt = out / family / "gpu" / "checkpoints" / "best.ckpt"
-            m_eval, _, tail = recx(["eval", f"ckpt={ckpt}", *CPU], out / family / "gpu-rescored-on-cpu", env,
+            m_eval, _, tail = recx(["eval", f"ckpt={ckpt}", *CPU], out / family / "gpu-rescored-on-cpu",
                                    out / f"{family}-rescore.log")
-            c = value(m_eval, metric)
+            c = metric_value(m_eval, metric)
             check(f"{family} GPU checkpoint re-scored on CPU", c is not None and abs(c - b) <= 1e-4,
                   f"{metric} gpu run {b:.6f} vs cpu re-score {c if c is None else f'{c:.6f}'}")
 
     base, metric, _ = FAMILIES["topn"]
-    m_bf16, seconds, tail = recx([*base, *BF16, "seed=1"], out / "topn" / "bf16", env, out / "topn-bf16.log")
+    m_bf16, seconds, tail = recx([*base, *BF16, "seed=1"], out / "topn" / "bf16", out / "topn-bf16.log")
     fp32 = next((c["gpu"] for c in report["checks"] if c["check"] == "topn GPU vs CPU" and "gpu" in c), None)
-    v = value(m_bf16, metric)
+    v = metric_value(m_bf16, metric)
     check("topn bf16 vs fp32 (GPU)", v is not None and fp32 is not None and abs(v - fp32) <= args.tolerance,
           f"{metric} bf16 {v:.4f} vs fp32 {fp32:.4f} ({seconds:.0f} s)" if v is not None and fp32 is not None
           else f"failed: {tail}")
@@ -174,18 +163,18 @@ def main(argv=None) -> int:
     where = "2 GPUs" if two_gpus else "2 CPU processes (gloo; one GPU visible)"
     for family in ("topn", "ltr"):
         base, metric, _ = FAMILIES[family]
-        m_ddp, seconds, tail = recx([*base, *ddp, "seed=1"], out / family / "ddp", env, out / f"{family}-ddp.log")
+        m_ddp, seconds, tail = recx([*base, *ddp, "seed=1"], out / family / "ddp", out / f"{family}-ddp.log")
         if m_ddp is None:
             check(f"{family} DDP ({where})", False, f"failed: {tail}")
             continue
         ckpt = out / family / "ddp" / "checkpoints" / "best.ckpt"
         m_one, _, tail = recx(["eval", f"ckpt={ckpt}", *(GPU if two_gpus else CPU)], out / family / "ddp-one",
-                              env, out / f"{family}-ddp-one.log")
+                              out / f"{family}-ddp-one.log")
         exact = {k: v for k, v in m_ddp["test"].items() if k != "clicks_ubm@10"}  # Monte Carlo per process
         same = m_one is not None and all(abs(v - m_one["test"].get(k, float("nan"))) <= 1e-6 for k, v in exact.items())
         check(f"{family} DDP ({where}) vs one process", same,
-              f"{metric} ddp {value(m_ddp, metric):.6f} vs one process "
-              f"{f'{value(m_one, metric):.6f}' if m_one else 'failed'} ({m_ddp.get('processes')} processes, "
+              f"{metric} ddp {metric_value(m_ddp, metric):.6f} vs one process "
+              f"{f'{metric_value(m_one, metric):.6f}' if m_one else 'failed'} ({m_ddp.get('processes')} processes, "
               f"{seconds:.0f} s)")
 
     failed = [c for c in report["checks"] if c["status"] == "FAIL"]

@@ -39,10 +39,9 @@ def collate(rows):
 
 
 def finetune(lm, texts: Sequence[str], labels: Sequence[int], epochs: int = 1, batch_size: int = 8,
-             lr: float = 5e-5, weight_decay: float = 0.01, seed: int = 0, accelerator: str = "cpu",
-             precision: str = "32-true") -> None:
-    """Fine-tune ``lm.model`` in place on zero-shot prompts of ``texts`` → ``labels`` (on ``accelerator``; the model
-    stays on that device afterwards, where the next round's pre-selection scores with it)."""
+             lr: float = 5e-5, weight_decay: float = 0.01, seed: int = 0, precision: str = "32-true") -> None:
+    """Fine-tune ``lm.model`` in place on zero-shot prompts of ``texts`` → ``labels``, on the device the model is on
+    (it stays there afterwards, where the next round's pre-selection scores with it)."""
     from recx.run import quiet_lightning
 
     quiet_lightning()
@@ -53,8 +52,8 @@ def finetune(lm, texts: Sequence[str], labels: Sequence[int], epochs: int = 1, b
     module = LabelWordFineTuner(lm, lr, weight_decay)
     lm.model.train()
     device = next(lm.model.parameters()).device
-    trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, precision=precision, logger=False,
-                         enable_checkpointing=False,
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+                         precision=precision, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(module, loader)
     lm.model.to(device).eval()  # Lightning hands the module back on the CPU

@@ -131,7 +131,6 @@ def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, ru
     """``model=feeder_ft``: ``rounds`` × (pre-select with the frozen LM if ``pool=feeder``; fine-tune on the subset);
     zero-shot and ``shots``-shot ICL accuracy after every round."""
     from recx.console import print_metrics
-    from recx.training import device_for
     from recx.icl.feeder import CachedJudge, feeder_preselect
     from recx.icl.finetune import finetune
     from recx.icl.lm import LMJudge
@@ -153,8 +152,7 @@ def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, ru
             subset, feeder = result.selected, {"size": len(result.selected), "lm_judgements": result.judge_calls}
         finetune(lm, [pool.texts[i] for i in subset], [pool.labels[i] for i in subset], epochs=int(m.epochs),
                  batch_size=int(m.batch_size), lr=float(m.lr), weight_decay=float(m.weight_decay),
-                 seed=int(cfg.seed) + r, accelerator="gpu" if device_for(cfg.hardware).type == "cuda" else "cpu",
-                 precision=str(cfg.hardware.get("precision", "32-true")))
+                 seed=int(cfg.seed) + r, precision=str(cfg.hardware.get("precision", "32-true")))
         zero, _ = icl_accuracy(lm, pool, list(range(len(pool))), queries, "random", 0, str(m.encoder), int(cfg.seed))
         icl, _ = icl_accuracy(lm, pool, subset, queries, str(m.selector), int(m.shots), str(m.encoder),
                               int(cfg.seed))
