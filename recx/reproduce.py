@@ -7,9 +7,16 @@ recorded and the suite goes on — then writes ``report.json`` and ``report.md``
 an earlier step's run folder (``{step:vqhbr}/checkpoints/best.ckpt``), which is how chained runs (DKT → SRC,
 VQ-HBR → HeartLang → probe) pass checkpoints.
 
-Every check names a step, a metric path in that step's ``metrics.json`` (``test.recall@20``), the expected range and
-its justification (``basis``): the mean ± 3 std of a recorded 3-seed run of the same suite, or a published figure
-with a stated tolerance. The suite exits 0 when every check passes and 1 when a number leaves its range, a metric is
+Every check names a step, a metric path in that step's ``metrics.json`` (``test.recall@20``), the expected range,
+its justification (``basis``) and its ``kind``, which says what a pass proves:
+
+- ``claim``: a paper's claim — a direction ("A beats B": a gap between two steps with ``low: 0``) or a published
+  number ± its stated tolerance where the data matches. A claim recx does not reproduce keeps its row without a range
+  (reported, never judged) and its basis says why.
+- ``regression``: recx's own seeds (mean ± max(3 std, floor) of a recorded 3-seed run); it only catches a broken
+  pipeline. Its half-width may be at most ±25 % of its mean (``REGRESSION_MAX_HALF_WIDTH``): a wider range is not a
+  check, and the loader refuses it.
+- ``report``: a number with nothing to compare it to (no published figure, no calibration yet): reported only. The suite exits 0 when every check passes and 1 when a number leaves its range, a metric is
 missing or a step fails, so CI can schedule it. With several seeds the report also proposes ranges
 (``calibration.yaml``: mean ± max(3 std, ``tolerance_floor``)), which is how the recorded ranges were made.
 
@@ -38,6 +45,10 @@ from recx.errors import ConfigError
 STEP_REFERENCE = re.compile(r"\{step:([A-Za-z0-9_\-]+)\}")
 COMMANDS = ("train", "eval")
 EXIT_OUT_OF_RANGE = 1
+#: what a check tests: a paper's claim, recx's own seeds, or nothing (reported only)
+KINDS = ("claim", "regression", "report")
+#: a regression range wider than this fraction of its mean (on either side) cannot tell a broken pipeline apart
+REGRESSION_MAX_HALF_WIDTH = 0.25
 
 
 # ------------------------------------------------------------------------------------------------- the suite config
@@ -55,7 +66,8 @@ class Step:
 class Check:
     """``low <= value <= high`` for the mean over seeds of ``value`` = ``metrics(step)[metric]``, or, with ``minus``
     = ``(step, metric)``, the gap between two steps' numbers (a paper's claim "X beats Y" is a range on the gap).
-    Either bound may be open (None); ``basis`` says where the range comes from."""
+    Either bound may be open (None); ``basis`` says where the range comes from and ``kind`` (one of :data:`KINDS`)
+    whether a pass supports a paper's claim or only recx's own past seeds."""
 
     step: str
     metric: str
@@ -64,6 +76,7 @@ class Check:
     basis: str
     label: str = ""
     minus: tuple[str, str] | None = None
+    kind: str = "regression"
 
     @property
     def has_range(self) -> bool:
@@ -151,14 +164,39 @@ def _paper(key: str, spec: dict) -> Paper:
         if not str(c.get("basis") or "").strip():
             raise ConfigError("check has no basis (why this range)", field=f"{cw}.basis",
                               fix="e.g. 'mean ± 3 std of seeds 1-3 of this suite' or 'published 0.0992 ± 0.002'")
+        kind = _kind(c, cw)
         checks.append(Check(str(c["step"]), str(c["metric"]), None if low is None else float(low),
                             None if high is None else float(high), str(c["basis"]).strip(), str(c.get("label", "")),
-                            (str(minus["step"]), str(minus["metric"])) if minus else None))
+                            (str(minus["step"]), str(minus["metric"])) if minus else None, kind))
     if not checks:
         raise ConfigError(f"paper '{key}' checks nothing", field=f"{where}.checks",
                           fix="add at least one check: {step: ..., metric: ..., low: ..., high: ..., basis: ...}")
     return Paper(key=key, title=str(spec.get("title", key)), data=str(spec.get("data", "")), steps=tuple(steps),
                  checks=tuple(checks), published=dict(spec.get("published") or {}), notes=str(spec.get("notes", "")))
+
+
+def _kind(c: dict, where: str) -> str:
+    """A check's kind, and the rules that make each kind mean something: a regression range has both bounds and a
+    half-width of at most ±25 % of its mean; a reported-only row has no range."""
+    kind = c.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"check kind is {kind!r}", field=f"{where}.kind",
+                          fix="kind: claim (a paper's direction or published number), regression (recx's own "
+                              "seeds) or report (no range)")
+    low, high = c.get("low"), c.get("high")
+    if kind == "report" and (low is not None or high is not None):
+        raise ConfigError(f"a reported-only check has the range [{low}, {high}]", field=f"{where}.kind",
+                          fix="drop low/high, or say which kind of check the range is (claim or regression)")
+    if kind == "regression":
+        if low is None or high is None:
+            raise ConfigError(f"a regression check needs both bounds, got [{low}, {high}]", field=where,
+                              fix="low/high = mean ± max(3 std, floor) of the suite's seeds (calibration.yaml)")
+        mid, half = (float(high) + float(low)) / 2, (float(high) - float(low)) / 2
+        if half > REGRESSION_MAX_HALF_WIDTH * abs(mid) + 1e-9:
+            raise ConfigError(f"the regression range [{low}, {high}] is ±{half:.4g} around {mid:.4g}, wider than "
+                              f"±{REGRESSION_MAX_HALF_WIDTH:.0%} of its mean: it cannot catch a broken pipeline",
+                              field=where, fix="add seeds, make the step larger, or drop the check")
+    return str(kind)
 
 
 # ------------------------------------------------------------------------------------------------------ one step
@@ -301,7 +339,7 @@ def summarize_check(check: Check, results: dict[str, dict[int, dict[str, Any]]],
     entry: dict[str, Any] = {"step": check.step, "metric": check.metric, "label": check.label or check.metric,
                              "minus": {"step": check.minus[0], "metric": check.minus[1]} if check.minus else None,
                              "values": {str(s): v for s, v in values.items()}, "low": check.low, "high": check.high,
-                             "basis": check.basis}
+                             "basis": check.basis, "kind": check.kind}
     if len(present) < len(seeds):
         entry.update(mean=None, std=None, status="missing")
         return entry
@@ -328,11 +366,14 @@ def build_report(suite: Suite, results: dict, *, forwarded: list[str], started: 
                        "checks": checks, "steps": steps, "published": paper.published, "notes": paper.notes})
     counts = {s: sum(c["status"] == s for p in papers for c in p["checks"])
               for s in ("pass", "fail", "missing", "unchecked")}
+    by_kind = {k: {s: sum(c["status"] == s and c["kind"] == k for p in papers for c in p["checks"])
+                   for s in ("pass", "fail", "missing", "unchecked")} for k in KINDS}
     return {
         "suite": suite.name,
         "complete": complete,
         "passed": complete and counts["fail"] == 0 and counts["missing"] == 0,
         "counts": counts,
+        "counts_by_kind": by_kind,
         "seeds": list(suite.seeds),
         "forwarded_overrides": forwarded,
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -411,6 +452,26 @@ def _published(pub: dict[str, Any]) -> str:
     return text
 
 
+def _kinds_line(report: dict[str, Any]) -> str:
+    """'claims: 5 passed, 1 out of range; regressions: 12 passed; reported: 3' — what the verdict rests on."""
+    by_kind = report.get("counts_by_kind") or {}
+    names = {"claim": "claims", "regression": "regression checks", "report": "reported only"}
+    parts = []
+    for kind in KINDS:
+        c = by_kind.get(kind) or {}
+        total = sum(c.values())
+        if not total:
+            continue
+        if kind == "report":
+            parts.append(f"{names[kind]}: {total}")
+            continue
+        bits = [f"{c.get('pass', 0)} passed"] + [f"{c[s]} {w}" for s, w in (("fail", "out of range"),
+                                                  ("missing", "missing"), ("unchecked", "not reproduced (no range)"))
+                                                 if c.get(s)]
+        parts.append(f"{names[kind]}: {', '.join(bits)}")
+    return "; ".join(parts) + "." if parts else ""
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     """The human-readable report: one table row per check, then what each paper ran and any failures."""
     m = report["machine"]
@@ -423,22 +484,26 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"Generated by `recx sweep experiment=reproduce_{report['suite']}` on {report['started']} "
         f"({report['wall_time_s'] / 60:.1f} min); seeds {seeds}; "
         f"{counts['pass']} passed, {counts['fail']} out of range, {counts['missing']} missing, "
-        f"{counts['unchecked']} without a range.",
+        f"{counts['unchecked']} without a range. "
+        + _kinds_line(report),
         f"Machine: {m.get('platform')}, {m.get('cpus')} CPUs, torch {m.get('torch')} "
         f"({m.get('torch_threads')} threads), GPU: {m.get('cuda') or 'none'}; recx {m.get('recx')} "
         f"commit {m.get('commit') or 'unknown'}."
         + (f" Overrides for every step: `{' '.join(report['forwarded_overrides'])}`."
            if report["forwarded_overrides"] else ""),
         "",
-        "| paper | data | metric | recx" + (" (mean ± std)" if len(seeds) > 1 else "") +
+        "Kinds: **claim** = a paper's direction or published number (a pass supports the paper); **regression** = "
+        "recx's own seeds (a pass only says the pipeline is not broken); **report** = reported, never judged.",
+        "",
+        "| paper | data | metric | kind | recx" + (" (mean ± std)" if len(seeds) > 1 else "") +
         " | expected range | result | published |",
-        "|---|---|---|---:|---|---|---|",
+        "|---|---|---|---|---:|---|---|---|",
     ]
     for p in report["papers"]:
         for i, c in enumerate(p["checks"]):
             lines.append(f"| {p['title'] if i == 0 else ''} | {p['data'] if i == 0 else ''} | {c['label']} | "
-                         f"{_value(c, len(seeds) > 1)} | {_range(c['low'], c['high'])} | {c['status']} | "
-                         f"{_published(p['published']) if i == 0 else ''} |")
+                         f"{c.get('kind', '')} | {_value(c, len(seeds) > 1)} | {_range(c['low'], c['high'])} | "
+                         f"{c['status']} | {_published(p['published']) if i == 0 else ''} |")
     lines += ["", "## Per paper", ""]
     for p in report["papers"]:
         lines.append(f"### {p['title']} — {p['status']}")
@@ -451,7 +516,7 @@ def report_markdown(report: dict[str, Any]) -> str:
                     line += f": {run['error']}"
                 lines.append(line)
         for c in p["checks"]:
-            lines.append(f"- {c['label']}: range basis — {c['basis']}")
+            lines.append(f"- {c['label']} ({c.get('kind', '')}): range basis — {c['basis']}")
         pub = p["published"]
         if pub:
             detail = pub.get("note") or ""
@@ -465,23 +530,45 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 
 def calibration_yaml(report: dict[str, Any], floor: float) -> str:
-    """Proposed ranges from a multi-seed run: mean ± max(3 std, floor), to paste into the suite's checks."""
-    lines = [f"# ranges proposed by a {len(report['seeds'])}-seed run (seeds {report['seeds']}) of suite "
-             f"'{report['suite']}' on {report['started']}: mean ± max(3 std, {floor})"]
+    """Proposed regression ranges from a multi-seed run, to paste into the suite's checks.
+
+    Half-width = max(3 std, min(floor, 25 % of |mean|)): the floor keeps seeds that happen to agree from giving a
+    hair-trigger range, but never widens a range past what a regression check may be. Where 3 std alone exceeds 25 %
+    of the mean the seeds are too noisy for a regression check, and the line is proposed commented out with the
+    reason. Claim and report checks keep their own ranges: their seed values are listed as comments.
+    """
+    cap = REGRESSION_MAX_HALF_WIDTH
+    lines = [f"# regression ranges proposed by a {len(report['seeds'])}-seed run (seeds {report['seeds']}) of suite "
+             f"'{report['suite']}' on {report['started']}: mean ± max(3 std, min({floor}, {cap:.0%} of |mean|))"]
     for p in report["papers"]:
         lines.append(f"{p['key']}:")
         for c in p["checks"]:
             if c["mean"] is None:
                 lines.append(f"  # {c['step']} {c['metric']}: missing")
                 continue
-            half = max(3 * c["std"], floor)
             seeds = ", ".join(f"{v:.4f}" for v in c["values"].values())
-            rule = "3 std" if half > floor else f"the floor {floor} (3 std = {3 * c['std']:.4f})"
+            measured = f"seeds {', '.join(c['values'])} of this suite: {seeds} (mean {c['mean']:.4f}, std {c['std']:.4f})"
+            if c.get("kind", "regression") != "regression":
+                lines.append(f"  # {c.get('kind')} check {c['label']!r} keeps its range {_range(c['low'], c['high'])}; "
+                             f"{measured}")
+                continue
+            spread = 3 * c["std"]
+            allowed = cap * abs(c["mean"])
+            half = max(spread, min(floor, allowed))
+            rule = "3 std" if half == spread else (
+                f"the floor {floor} (3 std = {spread:.4f})" if half == floor
+                else f"{cap:.0%} of the mean (3 std = {spread:.4f})")
             minus = (f", minus: {{step: {c['minus']['step']}, metric: {c['minus']['metric']}}}"
                      if c.get("minus") else "")
-            lines.append(f"  - {{step: {c['step']}, metric: {c['metric']}{minus}, low: {c['mean'] - half:.4f}, "
-                         f"high: {c['mean'] + half:.4f}, basis: \"seeds {', '.join(c['values'])} of this suite: "
-                         f"{seeds} (mean {c['mean']:.4f}, std {c['std']:.4f}); range = mean ± {rule}\"}}")
+            entry = (f"- {{step: {c['step']}, metric: {c['metric']}{minus}, kind: regression, "
+                     f"low: {c['mean'] - half:.4f}, high: {c['mean'] + half:.4f}, "
+                     f"basis: \"{measured}; range = mean ± {rule}\"}}")
+            if spread > allowed + 1e-12:
+                lines.append(f"  # too noisy for a regression check: 3 std = {spread:.4f} > {cap:.0%} of |mean| = "
+                             f"{allowed:.4f}; add seeds, make the step larger, or drop it")
+                lines.append("  # " + entry)
+            else:
+                lines.append("  " + entry)
     return "\n".join(lines) + "\n"
 
 
@@ -496,17 +583,20 @@ def suite_folder(template: str | Path, *, resume: bool) -> Path:
 
 def print_report(report: dict[str, Any]) -> None:
     """The report's table on the terminal (rich), failures in red."""
+    from rich.markup import escape
     from rich.table import Table
 
     from recx.console import console
 
     multi = len(report["seeds"]) > 1
-    table = Table(title=f"reproduction suite {report['suite']}: {_verdict(report).lower()}", title_justify="left")
-    for col in ("paper", "metric", "recx", "expected", "result", "published"):
+    table = Table(title=f"reproduction suite {report['suite']}: {_verdict(report).lower()}", title_justify="left",
+                  caption=_kinds_line(report))
+    for col in ("paper", "metric", "kind", "recx", "expected", "result", "published"):
         table.add_column(col, overflow="fold", justify="right" if col == "recx" else "left")
     colour = {"pass": "green", "fail": "red", "missing": "red", "unchecked": "yellow"}
     for p in report["papers"]:
         for i, c in enumerate(p["checks"]):
-            table.add_row(p["key"] if i == 0 else "", c["label"], _value(c, multi), _range(c["low"], c["high"]),
-                          f"[{colour[c['status']]}]{c['status']}[/]", _published(p["published"]) if i == 0 else "")
+            table.add_row(escape(p["key"]) if i == 0 else "", escape(c["label"]), c.get("kind", ""),
+                          _value(c, multi), escape(_range(c["low"], c["high"])),
+                          f"[{colour[c['status']]}]{c['status']}[/]", escape(_published(p["published"])) if i == 0 else "")
     console().print(table)

@@ -23,15 +23,18 @@ SUITE = {
                 "after": {"command": "eval", "overrides": ["ckpt={step:base}/checkpoints/best.ckpt"]},
             },
             "checks": [
-                {"step": "base", "metric": "test.recall@20", "low": 0.4, "high": 0.6, "basis": "3-seed run"},
-                {"step": "after", "metric": "fractions.0.1.test_auroc", "low": 0.7, "high": 0.9, "basis": "b"},
+                {"step": "base", "metric": "test.recall@20", "low": 0.4, "high": 0.6, "basis": "3-seed run",
+                 "kind": "regression"},
+                {"step": "after", "metric": "fractions.0.1.test_auroc", "low": 0.7, "high": 0.9, "basis": "b",
+                 "kind": "claim"},
             ],
             "published": {"value": 0.5, "metric": "Recall@20", "dataset": "Baby"},
         },
         "beta": {
             "title": "Beta",
             "steps": {"only": {"overrides": ["model=lightgcn"]}},
-            "checks": [{"step": "only", "metric": "test.ndcg@10", "low": 0.1, "high": 0.2, "basis": "published"}],
+            "checks": [{"step": "only", "metric": "test.ndcg@10", "low": 0.1, "high": 0.2, "basis": "published",
+                        "kind": "claim"}],
         },
     },
 }
@@ -67,7 +70,8 @@ def test_all_in_range_passes_and_writes_both_reports(tmp_path):
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk["papers"][0]["checks"][1]["mean"] == pytest.approx(0.8)
     md = (tmp_path / "report.md").read_text()
-    assert "PASSED" in md and "| Alpha | toy | test.recall@20 | 0.5000 | [0.4000, 0.6000] | pass | 0.5 Recall@20 on Baby |" in md
+    assert "PASSED" in md and "| Alpha | toy | test.recall@20 | regression | 0.5000 | [0.4000, 0.6000] | pass | 0.5 Recall@20 on Baby |" in md
+    assert "claims: 2 passed; regression checks: 1 passed." in md
     # the chained step got the first step's folder, and every step its seed and own folder
     base_dir = tmp_path / "runs" / "alpha" / "base" / "seed1"
     assert f"ckpt={base_dir}/checkpoints/best.ckpt" in runner.calls[1]
@@ -107,16 +111,33 @@ def test_resume_reuses_finished_steps(tmp_path):
 
 def test_several_seeds_give_mean_std_and_proposed_ranges(tmp_path):
     values = good_values()
-    values["base"] = lambda seed: {"test": {"recall@20": 0.4 + 0.05 * seed}}  # 0.45, 0.50, 0.55
+    values["base"] = lambda seed: {"test": {"recall@20": 0.46 + 0.02 * seed}}  # 0.48, 0.50, 0.52
     suite = reproduce.load_suite(SUITE, seeds=[1, 2, 3])
     report = reproduce.run_suite(suite, tmp_path, runner=FakeRunner(values), log=lambda s: None)
     check = report["papers"][0]["checks"][0]
-    assert check["mean"] == pytest.approx(0.5) and check["std"] == pytest.approx(0.05)
-    assert check["values"] == {"1": pytest.approx(0.45), "2": pytest.approx(0.5), "3": pytest.approx(0.55)}
-    proposed = yaml.safe_load((tmp_path / "calibration.yaml").read_text())
-    first, second = proposed["alpha"]
-    assert (first["low"], first["high"]) == (pytest.approx(0.35), pytest.approx(0.65))  # mean ± 3 std
-    assert (second["low"], second["high"]) == (pytest.approx(0.79), pytest.approx(0.81))  # std 0: the floor 0.01
+    assert check["mean"] == pytest.approx(0.5) and check["std"] == pytest.approx(0.02)
+    assert check["values"] == {"1": pytest.approx(0.48), "2": pytest.approx(0.5), "3": pytest.approx(0.52)}
+    text = (tmp_path / "calibration.yaml").read_text()
+    [first] = yaml.safe_load(text)["alpha"]  # the claim check is not re-ranged: listed as a comment
+    assert (first["low"], first["high"], first["kind"]) == (pytest.approx(0.44), pytest.approx(0.56), "regression")
+    assert "# claim check 'fractions.0.1.test_auroc' keeps its range [0.7000, 0.9000]" in text
+
+
+def test_calibration_floors_at_a_quarter_of_the_mean_and_comments_out_noisy_checks(tmp_path):
+    spec = json.loads(json.dumps(SUITE))
+    spec["papers"]["beta"]["checks"][0]["kind"] = "regression"
+    spec["papers"]["beta"]["checks"][0].update(low=0.14, high=0.16)
+    values = good_values()
+    values["base"] = lambda seed: {"test": {"recall@20": 0.02}}  # std 0: floor min(0.01, 25 % of 0.02) = 0.005
+    values["only"] = lambda seed: {"test": {"ndcg@10": 0.1 * seed}}  # 0.1, 0.2, 0.3: 3 std = 0.3 > 25 % of 0.2
+    report = reproduce.run_suite(reproduce.load_suite(spec, seeds=[1, 2, 3]), tmp_path, runner=FakeRunner(values),
+                                 log=lambda s: None)
+    text = (tmp_path / "calibration.yaml").read_text()
+    proposed = yaml.safe_load(text)
+    [first] = proposed["alpha"]
+    assert (first["low"], first["high"]) == (pytest.approx(0.015), pytest.approx(0.025))
+    assert proposed["beta"] is None and "too noisy for a regression check" in text
+    assert report["counts_by_kind"]["regression"]["fail"] == 2  # 0.02 outside [0.4, 0.6]; 0.2 outside [0.14, 0.16]
 
 
 def test_only_selects_papers(tmp_path):
@@ -146,6 +167,12 @@ def test_metric_paths_allow_dots_inside_keys(path, expected):
     (lambda s: s["papers"]["alpha"]["steps"]["base"].update(overrides=["x={step:after}"]),
      "reproduce.papers.alpha.steps.base.overrides"),
     (lambda s: s.update(seeds=[]), "reproduce.seeds"),
+    (lambda s: s["papers"]["alpha"]["checks"][0].pop("kind"), "reproduce.papers.alpha.checks[0].kind"),
+    (lambda s: s["papers"]["alpha"]["checks"][0].update(kind="hope"), "reproduce.papers.alpha.checks[0].kind"),
+    # a regression range of ±0.2 around 0.5 (40 %) cannot catch a broken pipeline; one-sided is no range at all
+    (lambda s: s["papers"]["alpha"]["checks"][0].update(low=0.3, high=0.7), "reproduce.papers.alpha.checks[0]"),
+    (lambda s: s["papers"]["alpha"]["checks"][0].update(high=None), "reproduce.papers.alpha.checks[0]"),
+    (lambda s: s["papers"]["alpha"]["checks"][1].update(kind="report"), "reproduce.papers.alpha.checks[1].kind"),
     (lambda s: s.update(only=["gamma"]), "reproduce.only"),
 ])
 def test_bad_suites_name_the_field(mutate, field):
@@ -187,8 +214,8 @@ def test_gap_checks_compare_two_steps_and_accept_one_sided_ranges(tmp_path):
     spec["papers"]["alpha"]["checks"] = [
         # the paper's claim "base beats after's metric": gap >= 0, no upper bound
         {"step": "base", "metric": "test.recall@20", "minus": {"step": "after", "metric": "test.recall@20"},
-         "low": 0.0, "basis": "claim"},
-        {"step": "base", "metric": "test.recall@20", "high": 0.45, "basis": "at most"},
+         "low": 0.0, "basis": "claim", "kind": "claim"},
+        {"step": "base", "metric": "test.recall@20", "high": 0.45, "basis": "at most", "kind": "claim"},
     ]
     values = good_values()
     values["after"] = lambda seed: {"test": {"recall@20": 0.35 + 0.05 * seed}}  # gaps 0.1, 0.05, 0.0
@@ -200,15 +227,28 @@ def test_gap_checks_compare_two_steps_and_accept_one_sided_ranges(tmp_path):
     assert at_most["status"] == "fail"  # 0.5 > 0.45
     md = (tmp_path / "report.md").read_text()
     assert "| ≥ 0.0000 | pass |" in md and "| ≤ 0.4500 | fail |" in md
-    proposed = yaml.safe_load((tmp_path / "calibration.yaml").read_text())["alpha"][0]
+    assert "# claim check 'test.recall@20' keeps its range ≥ 0.0000" in (tmp_path / "calibration.yaml").read_text()
+
+
+def test_a_regression_gap_is_calibrated_with_its_minus(tmp_path):
+    spec = json.loads(json.dumps(SUITE))
+    spec["papers"]["alpha"]["checks"] = [
+        {"step": "base", "metric": "test.recall@20", "minus": {"step": "after", "metric": "test.recall@20"},
+         "low": 0.09, "high": 0.11, "basis": "seeds", "kind": "regression"}]
+    values = good_values()
+    values["after"] = {"test": {"recall@20": 0.4}}
+    reproduce.run_suite(reproduce.load_suite(spec, seeds=[1, 2], only=["alpha"]), tmp_path,
+                        runner=FakeRunner(values), log=lambda s: None)
+    [proposed] = yaml.safe_load((tmp_path / "calibration.yaml").read_text())["alpha"]
     assert proposed["minus"] == {"step": "after", "metric": "test.recall@20"}
+    assert (proposed["low"], proposed["high"]) == (pytest.approx(0.09), pytest.approx(0.11))
 
 
 def test_a_gap_against_a_failed_step_is_missing(tmp_path):
     spec = json.loads(json.dumps(SUITE))
     spec["papers"]["beta"]["steps"]["other"] = {"overrides": ["model=bpr"]}
     spec["papers"]["beta"]["checks"] = [{"step": "only", "metric": "test.ndcg@10", "low": 0.0, "basis": "claim",
-                                         "minus": {"step": "other", "metric": "test.ndcg@10"}}]
+                                         "kind": "claim", "minus": {"step": "other", "metric": "test.ndcg@10"}}]
     report = reproduce.run_suite(reproduce.load_suite(spec, only=["beta"]), tmp_path,
                                  runner=FakeRunner(good_values(), fail={"other"}), log=lambda s: None)
     assert report["papers"][0]["checks"][0]["status"] == "missing" and not report["passed"]
