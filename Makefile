@@ -1,7 +1,7 @@
 # The README's commands. Everything installs through constraints.txt (torch==2.13.0, CPU wheel).
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-EXTRAS  ?= dev,sweep,llm
+EXTRAS  ?= dev,sweep,llm,text,slurm,ray
 
 .PHONY: install test test-fast bench reproduce reproduce-full gpu-check clean
 
@@ -30,7 +30,7 @@ RECX_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export RECX_DATA_MIRROR
 
 reproduce:
-	$(MAKE) install EXTRAS=$(EXTRAS),text
+	$(MAKE) install
 	WANDB_MODE=disabled $(VENV)/bin/recx sweep experiment=reproduce_small $(ARGS)
 
 # The paper-scale runs (Amazon Baby, full MSLR, Yahoo, PTB-XL, SST-2 + a 2B LM): a GPU and the data are needed.

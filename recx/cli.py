@@ -4,9 +4,12 @@ Only hydra/omegaconf/rich are imported here at module level; torch and Lightning
 functions, after the config has been composed and checked, so ``recx --help`` answers at once and a wrong
 model×dataset pairing fails before any heavy import.
 
-* ``recx train [overrides]``  one run (Hydra app, config ``conf/train.yaml``)
+* ``recx train [overrides]``  one run (Hydra app, config ``recx/conf/train.yaml``)
 * ``recx sweep [overrides]``  the same app in multirun mode (``-m``), plus a summary table of all runs
-* ``recx eval ckpt=PATH``     re-score a checkpoint (``conf/eval.yaml``)
+* ``recx eval ckpt=PATH``     re-score a checkpoint (``recx/conf/eval.yaml``)
+
+Every command takes ``--config-dir DIR`` (repeatable) beside ``RECX_CONFIG_PATH``: user config folders whose groups
+merge with recx's (``recx.config_paths``).
 * ``recx data list|download|prepare NAME``  fetch and cache datasets (argparse; no Lightning)
 """
 
@@ -20,10 +23,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from recx import config_paths
+from recx.config_paths import CONF_DIR
 from recx.console import console, fail, is_debug, print_error
 from recx.errors import ConfigError, RecxError
 
-CONF_DIR = (Path(__file__).resolve().parent.parent / "conf").resolve()
 CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "experiment", "plugin",
                  "click_model", "simulator", "lm")
 COMMANDS = {
@@ -33,13 +37,14 @@ COMMANDS = {
     "eval": "re-score a checkpoint with the training evaluator: recx eval ckpt=outputs/.../checkpoints/best.ckpt;\n"
             "         recx eval lis dataset=ml100k preference=test representation=feature:text  (AIS / LIS)",
     "data": "datasets: recx data list | download NAME [--from DIR] | prepare NAME [--modalities a,b]",
+    "report": "plots + markdown summary of a run or sweep folder: recx report outputs/<run>/<timestamp>",
 }
 
 
 # ------------------------------------------------------------------------------------------------- config helpers
 def group_choices(group: str) -> list[str]:
-    folder = CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    """A group's choices, recx's and the user's config folders together."""
+    return config_paths.group_choices(group)
 
 
 def serves(dataset: DictConfig, family: str | None) -> bool:
@@ -49,7 +54,7 @@ def serves(dataset: DictConfig, family: str | None) -> bool:
 
 def datasets_for_family(family: str) -> list[str]:
     return [name for name in group_choices("dataset")
-            if serves(OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml"), family)]
+            if serves(OmegaConf.load(config_paths.config_file("dataset", name)), family)]
 
 
 def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
@@ -109,7 +114,7 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name, overrides=overrides)
+            return hydra_compose(config_name, overrides=[*overrides, *config_paths.hydra_searchpath_override()])
     except (HydraException, OmegaConfBaseException) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise ConfigError(f"invalid configuration: {message}",
@@ -303,6 +308,7 @@ def run_hydra(command: str, args: list[str]) -> int:
             raise ConfigError("recx eval needs a checkpoint", field="ckpt", fix="recx eval ckpt=<run>/checkpoints/best.ckpt")
     if command == "train":  # for Lightning's DDP launcher, which re-runs argv[0] (or -m recx.cli) with argv[1:]
         os.environ[DDP_COMMAND_ENV] = config_name
+    extra += config_paths.hydra_searchpath_override()
     sys.argv = [entry_script(), *args, *extra, *(["-m"] if command == "sweep" else [])]
     _hydra_app(config_name)()
     return 0
@@ -346,7 +352,8 @@ def run_reproduction(cfg: DictConfig, overrides: list[str], command: str) -> int
 
 # ------------------------------------------------------------------------------------------------------------ data
 def data_main(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="recx data", description="Fetch (with checksums) and prepare datasets.")
+    parser = argparse.ArgumentParser(prog="recx data", description="Fetch (with checksums) and prepare datasets. "
+                                     "--config-dir DIR (repeatable) or RECX_CONFIG_PATH adds the user's datasets.")
     sub = parser.add_subparsers(dest="verb", required=True)
     sub.add_parser("list", help="datasets, their family, modalities and whether they are prepared")
     for verb, text in (("download", "fetch the raw files (from --from, RECX_DATA_MIRROR, or the official URL)"),
@@ -360,7 +367,15 @@ def data_main(args: list[str]) -> int:
             p.add_argument("--modalities", default=None,
                            help="comma-separated modalities to build (default: the dataset's modalities)")
             p.add_argument("--force", action="store_true", help="rebuild even if cached")
-    ns = parser.parse_args(args)
+    args, config_dirs = split_config_dirs(args)
+    config_paths.add_user_config_dirs(config_dirs)
+    ns, unknown = parser.parse_known_args(args)
+    # dataset overrides may come anywhere, after --from too (argparse stops collecting positionals at an option)
+    stray = [u for u in unknown if u.startswith("-") or "=" not in u]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if unknown:
+        ns.overrides = [*getattr(ns, "overrides", []), *unknown]
     if ns.verb == "list":
         return _data_list()
     check_choices([f"dataset={ns.name}"])
@@ -420,14 +435,29 @@ def data_main(args: list[str]) -> int:
 def _data_list() -> int:
     from rich.table import Table
 
-    table = Table(title="datasets (conf/dataset)")
+    table = Table(title="datasets (recx/conf/dataset and the user's config folders)")
     for col in ("name", "family", "modalities", "source"):
         table.add_column(col)
     for name in group_choices("dataset"):
-        d = OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml")
+        d = OmegaConf.load(config_paths.config_file("dataset", name))
         table.add_row(name, str(d.get("family")), ",".join(d.get("modalities") or []) or "-",
                       str(d.source.get("_target_", "")).rsplit(".", 1)[-1])
     console().print(table)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------- report
+def report_main(args: list[str]) -> int:
+    """``recx report FOLDER...``: plots and a markdown summary beside each run or sweep folder."""
+    if not args or args[0] in ("-h", "--help"):
+        console().print("usage: recx report <run folder or sweep folder> [...]\n  writes report.md and PNG plots "
+                        "(report_curves.png per run, report_configs.png per sweep) into the folder", markup=False)
+        return 0 if args else 2
+    from recx.report import write_report
+
+    for folder in args:
+        for path in write_report(folder):
+            console().print(f"wrote {path}", markup=False)
     return 0
 
 
@@ -463,26 +493,52 @@ def is_ddp_worker(argv: list[str]) -> bool:
             and bool(argv) and argv[0] not in COMMANDS)
 
 
+def split_config_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``--config-dir DIR`` / ``--config-dir=DIR`` / ``-cd DIR`` anywhere on the command line, taken out of it
+    (every command, ``recx data`` included, takes them)."""
+    rest, dirs = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--config-dir", "-cd"):
+            if i + 1 >= len(argv):
+                raise ConfigError(f"{arg} needs a folder", field=arg, fix=f"{arg} path/to/my_configs")
+            dirs.append(argv[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, dirs
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if is_ddp_worker(argv):  # the rank-0 process already checked everything: compose and train as told
-        sys.argv = [entry_script(), *argv]
-        _hydra_app(os.environ[DDP_COMMAND_ENV])()
-        return 0
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print_help()
-        return 0
-    if argv[0] in ("-V", "--version"):
-        from recx import __version__
-
-        print(__version__)
-        return 0
-    command, rest = argv[0], argv[1:]
     try:
+        argv, config_dirs = split_config_dirs(argv)
+        config_paths.add_user_config_dirs(config_dirs)
+        config_paths.activate_user_modules()
+        if is_ddp_worker(argv):  # the rank-0 process already checked everything: compose and train as told
+            sys.argv = [entry_script(), *argv]  # argv already holds the user folders' hydra.searchpath
+            _hydra_app(os.environ[DDP_COMMAND_ENV])()
+            return 0
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print_help()
+            return 0
+        if argv[0] in ("-V", "--version"):
+            from recx import __version__
+
+            print(__version__)
+            return 0
+        command, rest = argv[0], argv[1:]
         if command in ("train", "sweep", "eval"):
             return run_hydra(command, rest)
         if command == "data":
             return data_main(rest)
+        if command == "report":
+            return report_main(rest)
         raise ConfigError(f"unknown command '{command}'", fix=f"use one of: {', '.join(COMMANDS)}")
     except RecxError as exc:
         fail(exc)

@@ -1,9 +1,11 @@
 """``recx sweep``: after a Hydra multirun, one table of all runs sorted by the validation metric.
 
-Registered as a Hydra callback (``conf/hydra/default.yaml``), so it works with any launcher (basic, joblib, submitit):
+Registered as a Hydra callback (``recx/conf/hydra/default.yaml``), so it works with any launcher (basic, joblib,
+submitit, ray):
 it reads what each job left in its folder (``metrics.json`` or ``error.txt``) rather than in-process return values.
 Failed runs are listed, last, with their error, and the table is also written as ``summary.csv`` in the sweep folder.
-Selection is by the validation monitor only; test metrics are shown but never sorted on.
+Selection is by the validation monitor only; test metrics are shown but never sorted on. The sweep then writes its
+plots and ``report.md`` (``recx.report``).
 """
 
 from __future__ import annotations
@@ -204,6 +206,14 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir() or config.get("task") != "train":
             return
         summarize(sweep_dir, config.metric.monitor, compare=config.get("sweep_compare"))
+        try:
+            from recx.report import report_sweep
+
+            report_sweep(sweep_dir)
+        except Exception as exc:  # noqa: BLE001 - plots are a convenience: never fail a finished sweep over them
+            from recx.console import console
+
+            console(stderr=True).print(f"sweep report not written: {exc}", markup=False)
 
 
 def summarize(sweep_dir: str | Path, monitor: str = "recall@20", compare: str | None = None) -> list[dict[str, Any]]:

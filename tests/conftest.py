@@ -58,7 +58,7 @@ def compose_train(tmp_path):
         base = [f"paths.run_dir={run_dir or tmp_path / 'run'}", "logger=none", "progress=false"]
         extra = TINY_SYNTHETIC if tiny else []
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(REPO / "recx" / "conf"), version_base="1.3"):
             return compose("train", overrides=base + extra + list(overrides))
 
     yield _compose

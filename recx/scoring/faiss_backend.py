@@ -10,7 +10,9 @@ to the remaining candidates. If the k-th kept score equals the smallest fetched 
 faiss returned; those rows are searched again with a doubled over-fetch until the tie is covered (or every item is
 fetched), so the result is exactly the torch backend's rule applied to faiss's float32 scores.
 
-faiss is imported lazily (it is optional at run time and its import costs time); vectors are scored in float32.
+faiss is imported lazily (it is optional at run time and its import costs time); vectors are scored in float32. With
+``device`` on CUDA the flat index is built on the GPU (``faiss.index_cpu_to_gpu``; the ``gpu`` extra installs
+``faiss-gpu-cu12``); a faiss without GPU support is refused with a ConfigError rather than silently searched on the CPU.
 """
 
 from __future__ import annotations
@@ -38,6 +40,21 @@ def import_faiss() -> Any:
     return faiss
 
 
+def gpu_resources(faiss: Any) -> Any:
+    """faiss's GPU resources, or a ConfigError when this faiss build has no GPU support."""
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
+        raise ConfigError(
+            "metric.scorer=faiss on a CUDA device needs a GPU build of faiss, and the installed faiss has none "
+            "(or sees no GPU)", field="metric.scorer",
+            fix="install the `gpu` extra (pip install -c constraints.txt -e '.[gpu]': faiss-gpu-cu12, in place of "
+                "faiss-cpu), or use metric.scorer=torch, which runs on the GPU as it is")
+    return faiss.StandardGpuResources()
+
+
+def gpu_device_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 def _as_float32_numpy(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().to(device="cpu", dtype=torch.float32).numpy())
 
@@ -45,8 +62,8 @@ def _as_float32_numpy(x: torch.Tensor) -> np.ndarray:
 class FaissTopK:
     """Exact top-K by inner product with per-user seen-item exclusion; same results contract as ``TorchTopK``.
 
-    Arguments mirror :class:`recx.scoring.topk.TorchTopK`. faiss runs on the CPU; ``device`` only says where the
-    returned tensors go (default: CPU). ``memory_budget_mb`` bounds the users searched per call the same way.
+    Arguments mirror :class:`recx.scoring.topk.TorchTopK`. ``device`` says where the returned tensors go (default:
+    CPU) and, when it is a CUDA device, where faiss searches (GPU faiss). ``memory_budget_mb`` bounds the users searched per call the same way.
     """
 
     def __init__(self, k: int, seen_indptr: torch.Tensor | None = None, seen_indices: torch.Tensor | None = None,
@@ -56,6 +73,9 @@ class FaissTopK:
         self.faiss = import_faiss()
         self.memory_budget_mb = memory_budget_mb
         self.device = torch.device(device) if device is not None else None
+        # on a CUDA device the index lives on the GPU (the `gpu` extra: faiss-gpu-cu12); a CPU-only faiss says so
+        self.on_gpu = self.device is not None and self.device.type == "cuda"
+        self._gpu_resources = gpu_resources(self.faiss) if self.on_gpu else None
         self.n_items = n_items
         if seen_indptr is not None:
             seen_indptr, seen_indices = seen_indptr.long().cpu(), seen_indices.long().cpu()
@@ -78,6 +98,8 @@ class FaissTopK:
         if cached is not None and cached[0] is item_vecs and cached[1] == item_vecs._version:
             return cached[2]
         index = self.faiss.IndexFlatIP(int(item_vecs.shape[1]))
+        if self.on_gpu:
+            index = self.faiss.index_cpu_to_gpu(self._gpu_resources, gpu_device_index(self.device), index)
         index.add(_as_float32_numpy(item_vecs))
         self._index = (item_vecs, item_vecs._version, index)  # holding the tensor keeps the identity check sound
         return index

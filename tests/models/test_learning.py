@@ -25,7 +25,7 @@ def pop_results(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("pop")
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "recx" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"paths.run_dir={run_dir}", "logger=none", "progress=false", "model=pop",
                                           *TINY_SYNTHETIC])
     GlobalHydra.instance().clear()

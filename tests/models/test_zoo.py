@@ -27,7 +27,7 @@ def compose(*overrides: str, run_dir):
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "recx" / "conf"), version_base="1.3"):
         cfg = hydra_compose("train", overrides=[f"paths.run_dir={run_dir}", "logger=none", "progress=false",
                                                 *TINY_SYNTHETIC, *overrides])
     GlobalHydra.instance().clear()

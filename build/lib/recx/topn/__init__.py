@@ -1,0 +1,1 @@
+"""Top-N recommendation: the datamodule, the LightningModule, and the models behind one scoring contract."""

@@ -1,0 +1,115 @@
+"""What every family's LightningModule does the same way in training, evaluation and checkpoints.
+
+:class:`LossSteps` is a mixin: each epoch's random draws (dropout, sampling) come from ``(seed, epoch)``, so a run
+resumed from a checkpoint replays what the uninterrupted run did; the training step logs the model's loss, skips a
+model with nothing to train (``loss`` returns None) and stops with a :class:`~recx.errors.TrainingError` naming the
+epoch and step when the loss is NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from recx.errors import check_finite_loss
+
+
+def device_for(hardware) -> torch.device:
+    """Where a family that trains outside Lightning (ECG, learning paths, in-context learning) puts its tensors:
+    CUDA under ``hardware=gpu|bf16`` (``recx.run.check_hardware`` has refused a GPU config without CUDA), else CPU."""
+    accelerator = str(hardware.get("accelerator", "cpu")) if hardware is not None else "cpu"
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device | None) -> dict[str, torch.Tensor]:
+    """A batch dict on ``device`` (as is when ``device`` is None)."""
+    if device is None:
+        return batch
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def eval_sampler(dataset, trainer):
+    """The sampler of an evaluation loader: None (in order) in one process; under DDP a :class:`DisjointShare`.
+
+    Lightning's default DistributedSampler pads the last share by repeating samples, which would count some users (or
+    queries) twice and make DDP metrics differ from a single process's; Lightning's own unrepeated sampler refuses a
+    process with nothing to score (one LTR evaluation batch, two processes)."""
+    if trainer is None or trainer.world_size <= 1:
+        return None
+    return DisjointShare(dataset, trainer.world_size, trainer.global_rank)
+
+
+class DisjointShare(torch.utils.data.DistributedSampler):
+    """Process ``rank`` of ``world`` takes items ``rank, rank + world, ...``: every item exactly once over all
+    processes, shares differ by at most one, and a share may be empty. (A DistributedSampler subclass, so that
+    Lightning keeps it instead of wrapping the loader in its own.)"""
+
+    def __init__(self, dataset, world: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=False)
+        self.share = list(range(rank, len(dataset), world))
+        self.num_samples, self.total_size = len(self.share), len(dataset)
+
+    def __iter__(self):
+        return iter(self.share)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class LossSteps:
+    #: what to tell the user when the loss diverges
+    nan_fix = "lower model.lr or check the input data for extreme values"
+
+    def batch_size_of(self, batch: dict[str, torch.Tensor]) -> int:  # pragma: no cover - per family
+        raise NotImplementedError
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(self.seed * 1_000_003 + 7919 * (self.current_epoch + 1))
+        hook = getattr(self.net, "on_epoch_start", None)
+        if hook is not None:
+            hook(self.current_epoch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
+        loss = self.net.loss(batch)
+        if loss is None:  # nothing to train (Pop, the random ranker)
+            return None
+        check_finite_loss(loss, self.current_epoch, self.global_step, fix=self.nan_fix)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=self.batch_size_of(batch))
+        return loss
+
+    def optimizer_parameters(self) -> list:
+        """What the optimiser updates: the model's own parameter groups when it defines them (``optimizer_groups``,
+        e.g. DLA's faster propensity logits), else its trainable parameters; empty when nothing is trainable."""
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if params and hasattr(self.net, "optimizer_groups"):
+            return self.net.optimizer_groups(self.lr)
+        return params
+
+
+class SameEvaluation:
+    """Validation and test run one code path: ``_start(split)``, ``_step(batch)`` per batch, ``_finish(stage)``
+    (``split`` = "valid" | "test", ``stage`` = "val" | "test"); checkpoints carry the resolved run config, so
+    ``recx eval`` can rebuild the run from a checkpoint alone."""
+
+    def on_validation_epoch_start(self) -> None:
+        self._start("valid")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start("test")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._finish("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["recx"] = {"config": self.recx_config, "format": 1}
