@@ -380,9 +380,8 @@ def data_main(args: list[str]) -> int:
         return _data_list()
     check_choices([f"dataset={ns.name}"])
     cfg = compose("train", [f"dataset={ns.name}", *ns.overrides])
-    from hydra.utils import instantiate
-
     from recx.data import prepare as prep
+    from recx.run import construct as instantiate  # RecxErrors of a source's constructor reach the user unwrapped
 
     out = console()
     data_dir = Path(ns.data_dir) if ns.data_dir else Path(cfg.paths.data_dir)

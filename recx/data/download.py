@@ -81,6 +81,17 @@ def is_present(spec: RemoteFile, raw_dir: Path) -> bool:
     return True
 
 
+def is_current(spec: RemoteFile, raw_dir: Path, mirror: Path | None) -> bool:
+    """Present, and — for a file no checksum pins — still the same as its mirror copy (size and modification time;
+    copies keep the origin's time), so a mirror folder regenerated in place is noticed instead of silently ignored."""
+    if not is_present(spec, raw_dir):
+        return False
+    if spec.checksum is not None:
+        return True
+    local = _first_local_copy(spec, None, mirror)
+    return local is None or same_stamp(local, raw_dir / spec.name)
+
+
 def fetch(
     files: list[RemoteFile],
     raw_dir: str | Path,
@@ -96,23 +107,47 @@ def fetch(
     Raises one DataError listing every file that could not be obtained and how to obtain it.
     """
     raw_dir = Path(raw_dir)
+    created = not raw_dir.exists()
     raw_dir.mkdir(parents=True, exist_ok=True)
     mirror = Path(mirror) if mirror is not None else mirror_root()
+    installed: list[Path] = []  # files this call put in place: taken back if the set turns out incomplete
+    try:
+        _fetch_each(files, raw_dir, from_dir, mirror, allow_network, instructions, log, installed)
+    except BaseException:
+        for path in installed:  # never leave a half-filled raw folder behind
+            path.unlink(missing_ok=True)
+        if created and raw_dir.is_dir() and not any(raw_dir.iterdir()):
+            raw_dir.rmdir()
+        raise
+    return [raw_dir / spec.name for spec in files]
+
+
+def _fetch_each(files: list[RemoteFile], raw_dir: Path, from_dir, mirror: Path | None, allow_network: bool,
+                instructions: str, log: Callable[[str], None], installed: list[Path]) -> None:
+    """:func:`fetch`'s work; every file it newly puts in ``raw_dir`` is appended to ``installed``."""
     archives: dict[str, Path] = {}
     missing: list[str] = []
     for spec in files:
         target = raw_dir / spec.name
         origin = _first_local_copy(spec, from_dir, None) if from_dir is not None else None
         if origin is None and is_present(spec, raw_dir):  # an explicit --from copy always refreshes the file
-            log(f"ok      {target}")
-            continue
+            if is_current(spec, raw_dir, mirror):
+                log(f"ok      {target}")
+                continue
+            # no checksum pins this file: a mirror copy that changed since it was copied is copied again
+            origin = _first_local_copy(spec, None, mirror)
+            log(f"changed {origin} since it was copied: copying it again")
         origin = origin or _first_local_copy(spec, from_dir, mirror)
         if origin is not None:
+            if not target.exists():
+                installed.append(target)
             _install(origin, target, spec.checksum, origin=str(origin))
             log(f"copied  {origin} -> {target}")
             continue
         if spec.url and allow_network:
             try:
+                if not target.exists():
+                    installed.append(target)
                 _download_into(spec, target, archives, raw_dir)
                 log(f"fetched {spec.url} -> {target}")
                 continue
@@ -134,7 +169,6 @@ def fetch(
             path=raw_dir,
             fix=instructions or "copy the files into that folder, or pass --from <folder holding them>",
         )
-    return [raw_dir / spec.name for spec in files]
 
 
 def _first_local_copy(spec: RemoteFile, from_dir, mirror: Path | None) -> Path | None:
@@ -149,12 +183,19 @@ def _first_local_copy(spec: RemoteFile, from_dir, mirror: Path | None) -> Path |
     return next((c for c in candidates if c.is_file()), None)
 
 
+def same_stamp(origin: Path, copy: Path) -> bool:
+    """Whether ``copy`` still matches ``origin`` by size and modification time (copies keep the origin's time)."""
+    a, b = origin.stat(), copy.stat()
+    return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
+
+
 def _install(source: Path, target: Path, checksum: str | None, *, origin: str) -> None:
-    """Copy ``source`` next to ``target``, verify it, then rename into place."""
+    """Copy ``source`` next to ``target`` (keeping its modification time), verify it, then rename into place."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
+        shutil.copystat(source, tmp)
         verify(Path(tmp), checksum, origin=origin)
         os.replace(tmp, target)
     finally:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from recx.data.download import fetch, is_present
+from recx.data.download import fetch, is_current, mirror_root
 from recx.data.interactions import InteractionData, check_features, load_feature, save_feature
 from recx.errors import DataError
 
@@ -84,8 +84,9 @@ def download(source: Any, data_dir: Path | None = None, *, from_dir: str | Path 
     file_sets = source.file_sets()
     if not file_sets:
         return raw_dir
-    for files in file_sets:  # already there? (files given with --from are always copied afresh)
-        if from_dir is None and all(is_present(f, raw_dir) for f in files):
+    for files in file_sets:  # already there and current? (files given with --from are always copied afresh)
+        if from_dir is None and all(is_current(f, raw_dir, mirror_root() if mirror is None else Path(mirror))
+                                    for f in files):
             log(f"raw files present in {raw_dir}")
             return raw_dir
     errors = []

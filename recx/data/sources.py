@@ -124,7 +124,8 @@ class MMRecDataset:
         self.instructions = (
             f"download the MMRec '{inter_name}' folder (links in the README of github.com/enoche/MMRec, data/README.md) "
             f"and pass it with `recx data download {name} --from <folder>`, or put it under "
-            f"RECX_DATA_MIRROR/{self.mirror_dir}/"
+            f"RECX_DATA_MIRROR/{self.mirror_dir}/; any MMRec folder also runs in place with "
+            f"`dataset=mmrec dataset.path=<folder>`"
         )
 
     def cache_key(self) -> dict:
@@ -147,6 +148,70 @@ class MMRecDataset:
                             fix=f"choose from {list(self.modalities)}")
         # MMRec keeps its item ids as the index (items 0..n_items-1), so feature row i is item i.
         feat = load_mmrec_feature(Path(raw_dir), modality, n_items=len(item_ids))
+        return feat[np.asarray([int(i) for i in item_ids])]
+
+
+class MMRecFolder:
+    """Any folder in MMRec's layout, read in place: ``recx train model=<m> dataset=mmrec dataset.path=<folder>``.
+
+    The folder holds ``<name>.inter`` (``userID itemID ... x_label``) and optionally ``image_feat.npy`` /
+    ``text_feat.npy`` (MMRec's ``user_graph_dict.npy`` is not needed); ``<name>`` is the folder's name, or the only
+    ``*.inter`` in it (``inter_name`` picks one when there are several). Nothing is copied: the prepared cache is keyed
+    on the folder's path and every file's size and modification time, so a folder regenerated in place is prepared
+    afresh instead of silently reusing the old tensors.
+    """
+
+    modalities = ("image", "text")
+
+    def __init__(self, path: str | None = None, inter_name: str | None = None) -> None:
+        from recx.errors import ConfigError
+
+        if not path:
+            raise ConfigError("dataset=mmrec reads an MMRec-layout folder, and none was given", field="dataset.path",
+                              fix="add dataset.path=<folder holding <name>.inter and the *_feat.npy files>")
+        self.path = Path(str(path)).expanduser().resolve()
+        if not self.path.is_dir():
+            raise DataError("MMRec folder not found", path=self.path, field="dataset.path",
+                            fix="pass the folder that holds <name>.inter (and image_feat.npy / text_feat.npy)")
+        self.inter_name = inter_name or self._find_inter_name()
+        self.name = f"mmrec-{self.path.name}"
+        self.instructions = f"put {self.inter_name}.inter (and image_feat.npy / text_feat.npy) in {self.path}"
+
+    def _find_inter_name(self) -> str:
+        if (self.path / f"{self.path.name}.inter").is_file():
+            return self.path.name
+        found = sorted(p.stem for p in self.path.glob("*.inter"))
+        if len(found) == 1:
+            return found[0]
+        raise DataError(f"{'no' if not found else 'several'} .inter file(s) in the MMRec folder"
+                        + (f": {found}" if found else ""), path=self.path, field="dataset.path",
+                        fix="an MMRec folder holds exactly one <name>.inter; with several, choose one with "
+                            "dataset.source.inter_name=<name>")
+
+    def cache_key(self) -> dict:
+        files = []
+        for name in (f"{self.inter_name}.inter", "image_feat.npy", "text_feat.npy"):
+            path = self.path / name
+            if path.is_file():
+                st = path.stat()
+                files.append([name, st.st_size, st.st_mtime_ns])
+        return {"path": str(self.path), "inter_name": self.inter_name, "files": files}
+
+    def file_sets(self) -> list[list[RemoteFile]]:
+        return []  # read in place: nothing to download or copy
+
+    def read(self, raw_dir: Path):
+        from recx.data.mmrec import read_mmrec
+
+        return read_mmrec(self.path, self.inter_name)
+
+    def feature(self, modality: str, raw_dir: Path, item_ids: list[str]) -> np.ndarray:
+        from recx.data.mmrec import load_mmrec_feature
+
+        if modality not in self.modalities:
+            raise DataError(f"MMRec folders have no modality '{modality}'", field="dataset.modalities",
+                            fix=f"choose from {list(self.modalities)}")
+        feat = load_mmrec_feature(self.path, modality, n_items=len(item_ids))
         return feat[np.asarray([int(i) for i in item_ids])]
 
 

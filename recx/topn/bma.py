@@ -84,16 +84,26 @@ def bma_losses(behaviour_users: torch.Tensor, behaviour_items: torch.Tensor, mod
 class BMA(TopNModel):
     """The BMA plug-in: a backbone's own representations as the behaviour line, plus a :class:`ModalLine`, aligned by
     :func:`bma_losses` and fused by summation (``model=<backbone> +plugin=bma``; DRepMRec claims BMA helps other
-    models). The backbone keeps its code and its own loss; the plug-in adds the fused ranking loss, the alignment and
-    SSS terms. Scores are ``⟨b_u + m_u, b_i + m_i⟩``. The backbone's vectors must have ``embedding_dim`` columns
+    models). Scores are ``⟨b_u + m_u, b_i + m_i⟩``. The backbone's vectors must have ``embedding_dim`` columns
     (LightGCN, LATTICE, FREEDOM, BPR ...).
+
+    **One ranking loss.** In DRepMRec the two lines are trained through the fused representation — the one that is
+    scored — plus the alignment and SSS terms; the behaviour line has no ranking loss of its own. So by default the
+    loss is BPR on the fused vectors + alignment + SSS, and the backbone's own loss is not added (adding it, as recx
+    did before, counts the ranking loss twice). ``backbone_loss=true`` adds it back for backbones whose loss carries
+    auxiliary objectives worth keeping (FREEDOM's feature-side BPR, BM3's self-supervision) — documented in
+    conventions as a deviation.
+
+    **Training vectors.** The behaviour line in the loss is the backbone's :meth:`training_vectors` — FREEDOM's
+    epoch-pruned graph, LATTICE's per-epoch learned graph (rebuilt with gradients in the epoch's first batch only) —
+    not its scoring vectors, which skip the pruning and would rebuild LATTICE's graph with gradients on every batch.
     """
 
     uses_features = True
 
     def __init__(self, data: InteractionData, backbone: dict, intra_weight: float = 0.1, inter_weight: float = 0.1,
                  sss_weight: float = 0.1, temperature: float = 0.2, knn_k: int = 10, n_mm_layers: int = 1,
-                 feature_norm: str = "none") -> None:
+                 feature_norm: str = "none", backbone_loss: bool = False) -> None:
         from recx.topn.motor import build_backbone
 
         super().__init__(data.n_users, data.n_items)
@@ -103,11 +113,12 @@ class BMA(TopNModel):
         self.modal = ModalLine(data, self.dim, knn_k=knn_k, n_layers=n_mm_layers, feature_norm=feature_norm)
         self.intra_weight, self.inter_weight, self.sss_weight = intra_weight, inter_weight, sss_weight
         self.temperature = temperature
+        self.backbone_loss = bool(backbone_loss)
         with torch.no_grad():
             self._behaviour()  # refuse an incompatible backbone now, not in the middle of training
 
-    def _behaviour(self) -> tuple[torch.Tensor, torch.Tensor]:
-        vectors = self.backbone.user_item_vectors()
+    def _behaviour(self, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        vectors = self.backbone.training_vectors() if training else self.backbone.user_item_vectors()
         if vectors is None or vectors[0].shape[1] != self.dim:
             from recx.errors import ConfigError
 
@@ -132,8 +143,7 @@ class BMA(TopNModel):
         from recx.topn.losses import gather_triplet, triplet_bpr
         from recx.topn.models.alignrec import similarity_preservation
 
-        own = self.backbone.loss(batch)
-        b_u, b_i = self._behaviour()
+        b_u, b_i = self._behaviour(training=True)
         m_u, m_i, views = self.modal()
         u, i, j = gather_triplet(b_u + m_u, b_i + m_i, batch)
         users, pos = batch["users"], batch["pos"]
@@ -141,5 +151,7 @@ class BMA(TopNModel):
                                   m_i.index_select(0, pos), self.temperature)
         sss = sum(similarity_preservation(view.index_select(0, pos), self.modal.raw(idx).index_select(0, pos))
                   for idx, view in enumerate(views))
-        return (own + triplet_bpr(u, i, j) + self.intra_weight * intra + self.inter_weight * inter
-                + self.sss_weight * sss)
+        total = triplet_bpr(u, i, j) + self.intra_weight * intra + self.inter_weight * inter + self.sss_weight * sss
+        if self.backbone_loss:
+            total = total + self.backbone.loss(batch)
+        return total

@@ -15,7 +15,9 @@ def l2_penalty(*embeddings: torch.Tensor, batch_size: int) -> torch.Tensor:
     """``½ Σ‖e‖² / batch_size`` over the embeddings used in a batch (the LightGCN paper's regulariser).
 
     Applied to the *ego* (layer-0) embeddings looked up for the batch, so the penalty scales with the batch, not the
-    table, as in LightGCN and MMRec. Multiply by ``reg_weight`` at the call site.
+    table, as in LightGCN. This is **not** MMRec's form: MMRec's ``EmbLoss`` sums the *unsquared* Frobenius norms of
+    the looked-up embeddings and divides by the batch size (``Σ‖e‖ / B``), so the same ``reg_weight`` means a
+    different penalty in the two codes. Multiply by ``reg_weight`` at the call site.
     """
     return sum(e.pow(2).sum() for e in embeddings) / (2.0 * batch_size)
 

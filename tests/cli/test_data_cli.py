@@ -62,3 +62,38 @@ def test_download_amazon_from_folder(tmp_path, capsys):
     src = write_mmrec(tmp_path / "mmrec-baby")
     assert cli.main(["data", "download", "amazon_baby", "--from", str(src), "--data-dir", str(tmp_path / "d")]) == 0
     assert (tmp_path / "d" / "amazon_baby" / "raw" / "baby.inter").is_file()
+
+
+def test_any_mmrec_folder_runs_in_place_and_a_regenerated_folder_is_prepared_again(tmp_path, capsys):
+    """dataset=mmrec dataset.path=<folder>: the name comes from the folder, nothing is copied, overrides may follow
+    --data-dir, and regenerating the folder in place gives a new prepared cache (never the stale one)."""
+    import os
+
+    folder = write_mmrec(tmp_path / "sports", name="sports", n_users=40)
+    data_dir = tmp_path / "data"
+    assert cli.main(["data", "prepare", "mmrec", "--data-dir", str(data_dir), f"dataset.path={folder}"]) == 0
+    [prepared] = list((data_dir / "mmrec-sports" / "prepared").iterdir())
+    assert InteractionData.load(prepared).n_users == 40
+    write_mmrec(folder, name="sports", n_users=50, seed=1)  # regenerated in place
+    os.utime(folder / "sports.inter", ns=(1, 2_000_000_000_000_000_000))
+    assert cli.main(["data", "prepare", "mmrec", "--data-dir", str(data_dir), f"dataset.path={folder}"]) == 0
+    fresh = [p for p in (data_dir / "mmrec-sports" / "prepared").iterdir() if p != prepared]
+    assert len(fresh) == 1 and InteractionData.load(fresh[0]).n_users == 50
+    assert not (data_dir / "mmrec-sports" / "raw").exists()  # read in place
+
+
+def test_mmrec_without_a_path_names_the_key(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["data", "prepare", "mmrec", "--data-dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and "dataset.path" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_a_feature_model_on_any_mmrec_folder(tmp_path):
+    from tests.cli.test_subprocess import recx
+
+    folder = write_mmrec(tmp_path / "my_shop", name="my_shop", n_users=60, n_items=41)
+    out = recx("train", "model=vbpr", "dataset=mmrec", f"dataset.path={folder}", "trainer.max_epochs=2",
+               "callbacks.lis.enabled=false", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert list((tmp_path / "outputs" / "vbpr-mmrec").glob("*/metrics.json"))

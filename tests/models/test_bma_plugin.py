@@ -44,3 +44,34 @@ def test_plugin_refuses_backbones_with_other_vector_widths(tmp_path):
     dm.setup("fit")
     with pytest.raises(ConfigError, match="BMA needs 64-d"):
         build_net(cfg.model, dm.data, cfg.plugin)
+
+
+def test_one_ranking_loss_by_default_and_the_backbone_loss_only_on_request(tmp_path, monkeypatch):
+    """DRepMRec trains through the fused vectors: the backbone's own (ranking) loss is not added unless asked for."""
+    cfg, dm, net = build("model=lightgcn", "+plugin=bma", run_dir=tmp_path)
+    batch = {k: v[:128] for k, v in dm.epoch_triplets(0).items()}
+    calls = []
+    own = net.backbone.loss
+    monkeypatch.setattr(net.backbone, "loss", lambda b: calls.append(1) or own(b))
+    net.train()
+    net.on_epoch_start(0)
+    torch.manual_seed(0)
+    fused_only = net.loss(batch)
+    assert calls == []
+    net.backbone_loss = True
+    torch.manual_seed(0)
+    both = net.loss(batch)
+    assert calls == [1]
+    torch.manual_seed(0)
+    assert torch.allclose(both, fused_only + own(batch))
+
+
+def test_the_loss_sees_freedoms_pruned_graph_not_its_scoring_graph(tmp_path):
+    cfg, dm, net = build("model=freedom", "model.dropout=0.8", "+plugin=bma", run_dir=tmp_path)
+    net.train()
+    net.on_epoch_start(0)
+    train_u, train_i = net.backbone.training_vectors()
+    score_u, score_i = net.backbone.user_item_vectors()
+    assert not torch.allclose(train_u, score_u)  # 80 % of the edges pruned: another graph
+    behaviour_u, _ = net._behaviour(training=True)
+    assert torch.allclose(behaviour_u, train_u)

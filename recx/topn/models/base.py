@@ -8,7 +8,8 @@ implements RecBole's single full-ranking contract, typed:
 * ``score(users) -> Tensor [B, n_items]``: a score for every item, higher is better; the shared scorer masks seen
   items and takes the top-K, so models never deal with masking or evaluation;
 * optionally ``user_item_vectors() -> (U [n_users, d], I [n_items, d])`` when ``score`` is an inner product, so the
-  faiss backend can be used;
+  faiss backend can be used, and ``training_vectors()`` when training uses other vectors than scoring (a pruned or
+  per-epoch graph), so a plug-in's loss sees what the model's own loss would;
 * ``item_representations() -> Tensor [n_items, d]``: what the item side has learned (used by LIS/AIS).
 
 Gather rows with ``index_select`` (or ``nn.Embedding``), not ``x[idx]``, on anything that needs gradients: on CPU with
@@ -97,6 +98,12 @@ class TopNModel(DerivedState):
 
     def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
+
+    def training_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The user/item vectors the model's own loss trains in this batch (a wrapper such as the BMA plug-in builds
+        its loss on them). Equal to :meth:`user_item_vectors` unless training differs from scoring: FREEDOM's pruned
+        graph, LATTICE's per-epoch learned graph."""
+        return self.user_item_vectors()
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         vectors = self.user_item_vectors()

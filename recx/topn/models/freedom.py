@@ -117,10 +117,14 @@ class FREEDOM(TopNModel):
     def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cached("vectors", lambda: self.forward_vectors(self.adjacency))
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.pruned_adjacency is None:  # loss called without an epoch start (e.g. a bare training step)
+    def training_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectors over this epoch's pruned graph (what training sees; scoring uses the full graph)."""
+        if self.pruned_adjacency is None:  # called without an epoch start (e.g. a bare training step)
             self.pruned_adjacency = self.prune_edges()
-        users_all, items_all = self.forward_vectors(self.pruned_adjacency)
+        return self.forward_vectors(self.pruned_adjacency)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        users_all, items_all = self.training_vectors()
         pos, neg = batch["pos"], batch["neg"]
         u, i, j = gather_triplet(users_all, items_all, batch)
         ranking = triplet_bpr(u, i, j)

@@ -146,7 +146,11 @@ class LATTICE(TopNModel):
     def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cached("vectors", lambda: self.forward_vectors(self.item_graph()))
 
+    def training_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectors over the epoch's learned graph: rebuilt with gradients in the epoch's first batch only."""
+        return self.forward_vectors(self._training_graph())
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        users_all, items_all = self.forward_vectors(self._training_graph())
+        users_all, items_all = self.training_vectors()
         u, i, j = gather_triplet(users_all, items_all, batch)
         return triplet_bpr(u, i, j) + self.reg_weight * l2_penalty(u, i, j, batch_size=u.shape[0])
