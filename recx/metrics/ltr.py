@@ -51,9 +51,10 @@ CONVENTIONS: dict = {
                        "examination e = [1 1 .95 .82 .69 .54 .47 .43 .41 .43] (the UBM table's diagonal); "
                        "clicks_ubm@10 by Monte-Carlo (64 impressions per query) with STARank's (= ULTRA's) UBM table. "
                        "DCG@k is the PBM case e_rank = 1/log2(rank + 1), gamma(r) = 2^r - 1",
-    "position_accuracy_ndcg": "logged as pos_acc@k: STARank code's 'NDCG' (NOT standard NDCG): sum_{k<K} 1[pred_k == ideal_k] / log2(k+2) "
-                              "divided by sum_{k<K} 1/log2(k+2), K = min(k, number of real documents); ideal order = "
-                              "labels descending, ties by column order",
+    "position_accuracy_ndcg": "logged as pos_acc@k: STARank code's 'NDCG' (NOT standard NDCG): "
+                              "sum_{k<K} 1[pred_k == ideal_k] / log2(k+2) divided by sum_{k<K} 1/log2(k+2), "
+                              "K = min(k, number of real documents); ideal order = labels descending, ties by column "
+                              "order",
 }
 
 

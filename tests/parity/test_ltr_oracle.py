@@ -66,7 +66,8 @@ def test_ndcg_exp2_and_err_match_gdeval(mslr_run, k):
     assert int((labels.max(1).values == 0).sum()) == 1  # one query without a relevant document (idcg_zero)
     compare(ltr.ndcg_at_k(scores, labels, mask, k), qids,
             per_query(ir_measures.gdeval, nDCG(dcg="exp-log2") @ k, qrels, run))
-    compare(ltr.err_at_k(scores, labels, mask, k, max_label=4), qids, per_query(ir_measures.gdeval, ERR @ k, qrels, run))
+    compare(ltr.err_at_k(scores, labels, mask, k, max_label=4), qids,
+            per_query(ir_measures.gdeval, ERR @ k, qrels, run))
 
 
 @needs_mirror(SAMPLE)
