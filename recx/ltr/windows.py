@@ -151,7 +151,7 @@ class QueryWindows:
     before validation, the others train -- so test windows come from queries also seen in training, unlike the
     full-list setup of the plain dataset.
 
-    Deviation kept out on purpose: the reference numbers its windows globally (``10 * i``) while queries are not
+    A deviation from the reference, on purpose: it numbers its windows globally (``10 * i``) while queries are not
     multiples of 10 long, so after the first query its windows straddle two queries; here every window stays inside
     its query (the intent).
 
@@ -249,7 +249,8 @@ def query_windows(split: LTRSplit, window: int = 10, min_docs: int = 40, binariz
     qw = block_w[is_query]
     code = np.where(qw == last, 2, np.where(qw == last - 1, 1, 0))
     features = sub.features.numpy()
-    qids = sub.qids.numpy()[block_q[is_query]] * 1000 + qw
+    stride = 10 ** max(3, len(str(int(lengths.max()) // window)))  # room for every window index of a query
+    qids = sub.qids.numpy()[block_q[is_query]] * stride + qw
     parts = {}
     for c, part in enumerate(("train", "valid", "test")):
         sel = np.flatnonzero(code == c)
@@ -263,5 +264,6 @@ def query_windows(split: LTRSplit, window: int = 10, min_docs: int = 40, binariz
         )
     meta = {"setup": "STARank windows (algo/PreprocessData.py::dealMQ2007)", "window": window,
             "min_docs": min_docs, "binarize": binarize, "shuffle_seed": seed,
-            "source_queries": split.n_queries, "kept_queries": int(n_q)}
+            "source_queries": split.n_queries, "kept_queries": int(n_q),
+            "qid": f"original qid * {stride} + window index"}
     return LTRData(name=name, meta=meta, **parts).validate()
