@@ -89,6 +89,19 @@ ULTRA_CLICK_PROB = _gamma(0.1, 1.0, 4)  # [0.10, 0.16, 0.28, 0.52, 1.00]
 STARANK_CLICK_PROB = _gamma(0.1, 1.0, 1)  # [0.1, 1.0]
 
 
+def simulation_metric_constants(max_label: int) -> dict:
+    """The click model behind the ``clicks_pbm@10`` / ``clicks_ubm@10`` metrics: STARank's, for every label scale.
+
+    STARank's ``algo/Click.py`` defines ``gamma(r) = 0.1 + 0.9 (2^r - 1) / (2^(R-1) - 1)`` for ``R`` relevance levels,
+    the PBM examination as the UBM table's diagonal and the UBM table shared with ULTRA. Here ``R = max_label + 1``:
+    binary labels give STARank's {0.1, 1.0}; MSLR's 0..4 give [.10 .16 .28 .52 1.0] (the same formula, which is also
+    ULTRA's ``setClickProb``). One definition, so a number under this name always means the same simulated user --
+    earlier versions paired STARank's gamma with ULTRA's PBM examination on binary labels.
+    """
+    top = max(int(max_label), 1)
+    return {"examination": STARANK_PBM_EXAMINATION, "ubm_table": UBM_TABLE, "click_prob": _gamma(0.1, 1.0, top)}
+
+
 def pytorchltr_examination(length: int) -> Tensor:
     """pytorchltr's ``simulate_pbm``: ``1 / (1 + k)`` with k starting at 1, so the top position is seen w.p. 1/2."""
     return 1.0 / (torch.arange(1, length + 1, dtype=torch.float32) + 1.0)

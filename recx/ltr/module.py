@@ -19,33 +19,37 @@ STAGE_SPLIT = {"val": "valid", "test": "test"}
 
 
 def query_metrics(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, ks: Sequence[int],
-                  err_k: int = 10, max_label: int = 4, idcg_zero: str = "one",
+                  err_k: int = 10, max_label: int = 4, idcg_zero: str = "zero",
                   simulated_clicks: bool = False, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Per-query values ``[B]`` of every reported metric.
 
-    ``simulated_clicks`` adds STARank's simulation-based metrics: expected clicks in the top 10 under PBM (closed
-    form, ULTRA's examination) and UBM (Monte Carlo, 64 impressions per query, ULTRA's table), with ULTRA's click
-    probabilities for graded labels or STARank's {0.1, 1.0} for binary ones.
+    ``pos_acc@k`` is STARank's own "NDCG" (position accuracy, :func:`recx.metrics.ltr.position_accuracy_ndcg`), logged
+    beside standard NDCG so runs can be compared with the numbers its code prints. ``simulated_clicks`` adds STARank's
+    simulation-based metrics: expected clicks in the top 10 under STARank's click model
+    (:func:`recx.ltr.clicks.simulation_metric_constants`): PBM in closed form and UBM by Monte Carlo (64 impressions
+    per query).
     """
     from recx.ltr import clicks
     from recx.metrics import ltr
 
     out = {f"ndcg@{k}": ltr.ndcg_at_k(scores, labels, mask, k, idcg_zero=idcg_zero) for k in ks}
+    out.update({f"pos_acc@{k}": ltr.position_accuracy_ndcg(scores, labels, mask, k) for k in ks})
     out[f"err@{err_k}"] = ltr.err_at_k(scores, labels, mask, err_k, max_label=max_label)
     out["map"] = ltr.average_precision(scores, labels, mask)
     out["mrr"] = ltr.reciprocal_rank(scores, labels, mask)
     if simulated_clicks:
-        gamma = clicks.STARANK_CLICK_PROB if max_label <= 1 else clicks.click_probabilities(max_label=max_label)
+        sim = clicks.simulation_metric_constants(max_label)
+        gamma = sim["click_prob"]
         graded = labels.clamp_max(len(gamma) - 1)
-        out["clicks_pbm@10"] = ltr.expected_clicks_pbm(scores, graded, mask, clicks.ULTRA_PBM_EXAMINATION, gamma, 10)
-        out["clicks_ubm@10"] = ltr.expected_clicks_ubm_mc(scores, graded, mask, clicks.UBM_TABLE, gamma, 64,
+        out["clicks_pbm@10"] = ltr.expected_clicks_pbm(scores, graded, mask, sim["examination"], gamma, 10)
+        out["clicks_ubm@10"] = ltr.expected_clicks_ubm_mc(scores, graded, mask, sim["ubm_table"], gamma, 64,
                                                           generator or torch.Generator().manual_seed(0), 10)
     return out
 
 
 class LTRModule(LossSteps, SameEvaluation, pl.LightningModule):
     def __init__(self, net: LTRModel, lr: float = 1e-3, weight_decay: float = 0.0, ks: Sequence[int] = (1, 3, 5, 10),
-                 monitor: str = "ndcg@10", idcg_zero: str = "one", max_label: int | None = None,
+                 monitor: str = "ndcg@10", idcg_zero: str = "zero", max_label: int | None = None,
                  simulated_clicks: bool = True, seed: int = 0) -> None:
         super().__init__()
         self.net = net

@@ -63,7 +63,7 @@ def build_module(cfg: DictConfig, net):
 
     optim = {k: cfg.model[k] for k in MODULE_KEYS if k in cfg.model}
     return LTRModule(net, ks=list(cfg.metric.ks), monitor=cfg.metric.monitor,
-                     idcg_zero=cfg.metric.get("idcg_zero", "one"), max_label=cfg.metric.get("max_label"),
+                     idcg_zero=cfg.metric.get("idcg_zero", "zero"), max_label=cfg.metric.get("max_label"),
                      simulated_clicks=cfg.metric.get("simulated_clicks", True),
                      seed=cfg.seed, **optim)
 
@@ -81,7 +81,7 @@ def conventions(cfg: DictConfig, dm) -> dict:
     return {
         **CONVENTIONS,
         "ks": list(cfg.metric.ks),
-        "idcg_zero": cfg.metric.get("idcg_zero", "one"),
+        "idcg_zero": cfg.metric.get("idcg_zero", "zero"),
         "evaluated_on": "true relevance labels of the full validation/test lists",
         "training_signal": "relevance labels" if clicks is None else "clicks",
         "clicks": clicks,

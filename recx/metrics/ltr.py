@@ -34,21 +34,27 @@ CONVENTIONS: dict = {
     "discount": "1 / log2(rank + 1), rank starting at 1",
     "cutoff": "metric@k sums over the first k ranks; k=None means the whole (unpadded) list; the ideal DCG uses the "
               "same cutoff over the labels sorted descending",
-    "idcg_zero": "queries without any relevant document (IDCG = 0) get NDCG = 1.0 by default (allRank >= 1.4.1, "
-                 "LightGBM, XGBoost); idcg_zero='zero' gives 0.0 instead (sklearn, RecBole). The policy used is "
-                 "recorded per run",
+    "idcg_zero": "queries without any relevant document (IDCG = 0) get NDCG = 0.0 by default (ULTRA, sklearn, "
+                 "trec_eval, RecBole): a ranker gets no credit for a query it cannot get wrong; idcg_zero='one' "
+                 "gives 1.0 instead (allRank >= 1.4.1, LightGBM, XGBoost). The policy used is recorded per run",
     "err": "Expected Reciprocal Rank (Chapelle et al. 2009): sum_r (1/r) R_r prod_{i<r} (1 - R_i) with "
            "R = (2^label - 1) / 2^max_label",
     "average_precision": "binary relevance label >= threshold; AP = sum_{i<=k} P@i * rel_i / n, n = number of "
                          "relevant real documents in the slate (LETOR/TREC: all of them, not only those retrieved), "
                          "min(k, n) with a cut-off k; queries without a relevant document get 0",
     "reciprocal_rank": "1 / rank of the first document with label >= threshold, 0 when there is none",
-    "expected_clicks": "STARank simulation-based metric: E[number of clicks in the top k] under a click model on the "
-                       "ranked list; PBM in closed form sum_{rank<k} e_rank * gamma(label), UBM by Monte-Carlo. "
+    "expected_clicks": "STARank simulation-based metric: E[number of clicks in the top k] under STARank's click "
+                       "model (algo/Click.py) on the ranked list, one definition for every label scale: "
+                       "gamma(r) = 0.1 + 0.9 (2^r - 1) / (2^max_label - 1) (STARank's formula with R = max_label + 1 "
+                       "relevance levels: {0.1, 1.0} for binary labels, ULTRA's [.1 .16 .28 .52 1] for 0..4); "
+                       "clicks_pbm@10 = sum_{rank<10} e_rank * gamma(label) in closed form with STARank's PBM "
+                       "examination e = [1 1 .95 .82 .69 .54 .47 .43 .41 .43] (the UBM table's diagonal); "
+                       "clicks_ubm@10 by Monte-Carlo (64 impressions per query) with STARank's (= ULTRA's) UBM table. "
                        "DCG@k is the PBM case e_rank = 1/log2(rank + 1), gamma(r) = 2^r - 1",
-    "position_accuracy_ndcg": "STARank code's 'NDCG' (NOT standard NDCG): sum_{k<K} 1[pred_k == ideal_k] / log2(k+2) "
-                              "divided by sum_{k<K} 1/log2(k+2), K = min(k, number of real documents); ideal order = "
-                              "labels descending, ties by column order",
+    "position_accuracy_ndcg": "logged as pos_acc@k: STARank code's 'NDCG' (NOT standard NDCG): "
+                              "sum_{k<K} 1[pred_k == ideal_k] / log2(k+2) divided by sum_{k<K} 1/log2(k+2), "
+                              "K = min(k, number of real documents); ideal order = labels descending, ties by column "
+                              "order",
 }
 
 
@@ -118,13 +124,15 @@ def dcg_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int | None = None,
 
 
 def ndcg_at_k(
-    scores: Tensor, labels: Tensor, mask: Tensor, k: int | None = None, gain: str = "exp2", idcg_zero: str = "one"
+    scores: Tensor, labels: Tensor, mask: Tensor, k: int | None = None, gain: str = "exp2", idcg_zero: str = "zero"
 ) -> Tensor:
     """NDCG@k = DCG@k / IDCG@k, IDCG = DCG of the labels sorted descending (same gain, same cut-off).
 
-    ``idcg_zero`` decides queries without a relevant document, where the ratio is 0/0: ``"one"`` -> 1.0 (allRank,
-    LightGBM, XGBoost: "any order is ideal") or ``"zero"`` -> 0.0 (sklearn, RecBole). The choice shifts mean NDCG by the
-    share of such queries, which is why it is a parameter and part of :data:`CONVENTIONS`.
+    ``idcg_zero`` decides queries without a relevant document, where the ratio is 0/0: ``"zero"`` -> 0.0 (the
+    default: ULTRA, sklearn, trec_eval, RecBole) or ``"one"`` -> 1.0 (allRank, LightGBM, XGBoost: "any order is
+    ideal"). The choice shifts mean NDCG by the share of such queries -- with ``"one"`` every ranker, random included,
+    scores 1.0 on them (4.5 % of the ml100k windows) -- which is why it is a parameter and part of
+    :data:`CONVENTIONS`.
     """
     if idcg_zero not in ("one", "zero"):
         raise ConfigError(f"unknown idcg_zero {idcg_zero!r}", field="metric.idcg_zero", fix="use 'one' or 'zero'")

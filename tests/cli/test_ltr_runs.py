@@ -72,3 +72,17 @@ def test_inforank_on_the_real_mslr_sample_with_pbm_clicks(compose_train):
                         tiny=False)
     results = train(cfg)
     assert results["test"]["n_queries"] == 42 and results["data"]["features"] == 136
+
+
+@needs_mirror("mslr-web10k-sample/msn1.fold1.train.5k.txt", "mslr-web10k-sample/msn1.fold1.test.5k.txt")
+def test_starank_on_mslr_windows_logs_position_accuracy_and_the_idcg_policy(compose_train):
+    """STARank's own setup (dataset=mslr10k_windows): binary windows of 10 with the previous window as history; the run
+    reports pos_acc@k beside NDCG and records idcg_zero (default zero) in conventions.json."""
+    cfg = compose_train("model=starank", "dataset=mslr10k_windows", "metric=ltr", "trainer.max_epochs=1", tiny=False)
+    results = train(cfg)
+    assert results["test"]["n_queries"] == 81  # one test window per sample query with > 40 documents
+    assert results["data"]["max_label"] == 1 and results["data"]["features"] == 136
+    assert {f"pos_acc@{k}" for k in (1, 3, 5, 10)} <= set(results["test"])
+    conventions = json.loads((Path(cfg.paths.run_dir) / "conventions.json").read_text())
+    assert conventions["idcg_zero"] == "zero" and "pos_acc@k" in conventions["position_accuracy_ndcg"]
+    assert conventions["data"]["setup"].startswith("STARank windows")

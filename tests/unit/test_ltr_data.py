@@ -313,3 +313,50 @@ def test_letor_folder_reads_a_user_supplied_layout_and_splits_validation(tmp_pat
     assert (data.train.n_queries, data.valid.n_queries, data.test.n_queries) == (7, 3, 1)
     assert set(data.train.qids.tolist()).isdisjoint(data.valid.qids.tolist())
     assert data.test.features.tolist() == [[1.0, 2.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+# ------------------------------------------------------------------------------- STARank's query windows (setup)
+def test_query_windows_follow_starank_dealmq2007():
+    """Queries with > min_docs documents, labels > query median (numpy's median), shuffled windows inside each query,
+    history = the previous window, last window test, the one before valid (algo/PreprocessData.py::dealMQ2007)."""
+    from recx.ltr.windows import query_windows
+
+    split = ragged([45, 12, 52, 41], n_features=3, seed=1)  # query 11 (12 docs) is dropped: not > 40
+    split.labels = torch.randint(0, 5, (split.n_docs,), generator=torch.Generator().manual_seed(2))
+    split.features[:, 0] = torch.arange(split.n_docs, dtype=torch.float32)  # row id, to trace documents back
+    data = query_windows(split, window=10, min_docs=40, seed=3)
+    # windows per kept query: 4, 5, 4 -> queries 3, 4, 3 -> train 1 + 2 + 1, valid 3, test 3
+    assert (data.train.n_queries, data.valid.n_queries, data.test.n_queries) == (4, 3, 3)
+    assert data.meta["kept_queries"] == 3
+    starts = split.offsets[:-1].tolist()
+    for part in (data.train, data.valid, data.test):
+        assert part.history.shape == (part.n_queries, 10, 3) and bool(part.history_mask.all())
+        rows = part.features[:, 0].long().view(-1, 10)
+        hist = part.history[:, :, 0].long()
+        for q in range(part.n_queries):
+            qid = int(part.qids[q]) // 1000
+            pos = qid - 10
+            lo, hi = starts[pos], starts[pos] + int(split.lengths[pos])
+            assert ((rows[q] >= lo) & (rows[q] < hi)).all() and ((hist[q] >= lo) & (hist[q] < hi)).all()
+            assert not set(rows[q].tolist()) & set(hist[q].tolist())
+            raw = split.labels[lo:hi].numpy()
+            want = (split.labels[rows[q]].numpy() > np.median(raw)).astype(np.int64)
+            assert part.labels[q * 10:(q + 1) * 10].tolist() == want.tolist()
+    # the last window of each query is its test query, the one before its validation query
+    assert sorted(int(q) % 1000 for q in data.test.qids) == [3, 3, 4]
+    assert sorted(int(q) % 1000 for q in data.valid.qids) == [2, 2, 3]
+    # seeded: the same windows again, another seed another shuffle
+    again = query_windows(split, window=10, min_docs=40, seed=3)
+    assert torch.equal(again.test.features, data.test.features)
+    assert not torch.equal(query_windows(split, window=10, min_docs=40, seed=4).test.features, data.test.features)
+
+
+def test_query_windows_reject_too_few_windows():
+    from recx.errors import ConfigError
+    from recx.ltr.windows import QueryWindows
+
+    with pytest.raises(ConfigError) as err:
+        QueryWindows(source={"_target_": "recx.ltr.sources.SyntheticLTRSource"}, window=10, min_docs=15)
+    assert err.value.field == "dataset.source"
+    with pytest.raises(ConfigError):
+        QueryWindows(source={"_target_": "recx.ltr.sources.SyntheticLTRSource"}, binarize="mean")

@@ -77,6 +77,51 @@ def test_idcg_zero_policy_both_ways() -> None:
         ltr.ndcg_at_k(scores, labels, mask, 3, idcg_zero="nan")
 
 
+def test_idcg_zero_defaults_to_zero_so_a_random_ranker_gets_no_free_credit() -> None:
+    """ULTRA / sklearn / trec_eval score a query without relevant documents 0; the old default 1 gave every ranker,
+    random included, a perfect score on such queries (4.5 % of the ml100k windows)."""
+    from recx.ltr.module import LTRModule, query_metrics
+
+    scores = torch.tensor([[0.2, 0.9, 0.5], [0.2, 0.9, 0.5]])
+    labels = torch.tensor([[0, 0, 0], [1, 0, 0]])
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    assert ltr.ndcg_at_k(scores, labels, mask, 3).tolist()[0] == 0.0
+    assert query_metrics(scores, labels, mask, [3])["ndcg@3"].tolist()[0] == 0.0
+    assert LTRModule(torch.nn.Linear(1, 1)).idcg_zero == "zero"
+    assert "0.0 by default" in ltr.CONVENTIONS["idcg_zero"]
+
+
+def test_query_metrics_log_starank_position_accuracy() -> None:
+    from recx.ltr.module import query_metrics
+
+    scores, labels, mask, _ = padded_random(seed=5)
+    out = query_metrics(scores, labels, mask, [1, 5, 10])
+    for k in (1, 5, 10):
+        torch.testing.assert_close(out[f"pos_acc@{k}"], ltr.position_accuracy_ndcg(scores, labels, mask, k))
+    assert not torch.equal(out["pos_acc@5"], out["ndcg@5"])
+
+
+@pytest.mark.parametrize("max_label", [1, 4])
+def test_simulated_click_metrics_follow_starank_click_model(max_label: int) -> None:
+    """One definition: STARank's PBM examination (the UBM table's diagonal, 1.0 at the top) and STARank's gamma
+    0.1 + 0.9 (2^r - 1) / (2^max_label - 1) -- before, binary labels used ULTRA's examination (0.68 at the top)."""
+    from recx.ltr.clicks import STARANK_PBM_EXAMINATION, UBM_TABLE
+    from recx.ltr.module import query_metrics
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, max_label + 1, (6, 12), generator=g)
+    scores = torch.rand(6, 12, generator=g)
+    mask = torch.ones(6, 12, dtype=torch.bool)
+    gamma = [0.1 + 0.9 * (2 ** r - 1) / (2 ** max_label - 1) for r in range(max_label + 1)]
+    ranked, _ = ltr.labels_in_ranked_order(scores, labels, mask)
+    expected = [sum(STARANK_PBM_EXAMINATION[i] * gamma[int(r)] for i, r in enumerate(row[:10])) for row in ranked]
+    out = query_metrics(scores, labels, mask, [10], max_label=max_label, simulated_clicks=True,
+                        generator=torch.Generator().manual_seed(3))
+    assert out["clicks_pbm@10"].tolist() == pytest.approx(expected, abs=1e-5)
+    mc = ltr.expected_clicks_ubm_mc(scores, labels, mask, UBM_TABLE, gamma, 64, torch.Generator().manual_seed(3), 10)
+    torch.testing.assert_close(out["clicks_ubm@10"], mc)
+
+
 def test_ties_follow_column_order_and_padding_goes_last() -> None:
     # equal scores: column 0 (label 0) ranks before column 1 (label 3) -> DCG = 0/lg2 + 7/lg3
     scores = torch.tensor([[0.5, 0.5, float("-inf"), 9.0]])
