@@ -1,1 +1,0 @@
-"""Learning-to-rank models: every one follows :class:`~recx.ltr.models.base.LTRModel`'s batch contract."""

@@ -1,1 +1,0 @@
-"""Top-N models: plain ``nn.Module``s implementing :class:`recx.topn.models.base.TopNModel`."""
