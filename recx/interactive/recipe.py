@@ -130,8 +130,9 @@ def fit_weights(scores, seen, targets, graph, settings, fit: dict, user: UserMod
     for step in range(steps + 1):
         found, loss = rollout(strategy, scores, seen, targets, graph, settings, theta, user=user, user_ids=user_ids)
         m = success_at(found, settings.rounds)
-        path.append({"step": step, "loss": round(float(loss.detach()), 5), "success@5": m[f"success@{min(5, settings.rounds)}"],
-                     "mean_rounds": m["mean_rounds"], **PropagationWeights.from_theta(theta).as_dict()})
+        path.append({"step": step, "loss": round(float(loss.detach()), 5),
+                     "success@5": m[f"success@{min(5, settings.rounds)}"], "mean_rounds": m["mean_rounds"],
+                     **PropagationWeights.from_theta(theta).as_dict()})
         if _rank_key(m, settings.rounds) < best_key:
             best_key, best_theta = _rank_key(m, settings.rounds), theta.detach().clone()
         if step == steps or not loss.requires_grad:
