@@ -191,3 +191,15 @@ def test_recx_detector_does_not_mark_the_same_samples_as_xqrs_on_mit_bih_208():
     assert 420 <= n_xqrs <= 560 and abs(n_ours - n_xqrs) <= 0.03 * n_xqrs  # measured: 492 vs 493
     within = sum(int((np.abs(o[:, None] - q[None]).min(1) <= 5).sum()) for o, q in zip(ours, xqrs) if len(q))
     assert within / n_ours < 0.5  # measured: 27 % of recx's beats within 50 ms of an XQRS beat
+
+
+def test_bad_tokenizer_options_on_the_command_line_exit_2_naming_the_key(tmp_path, capsys):
+    from recx import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["data", "prepare", "synthetic_ecg", "dataset.source.used_channels=[V7]", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "dataset.source.used_channels" in err and "V7" in err
+    with pytest.raises(SystemExit):
+        cli.main(["data", "prepare", "ptbxl", "dataset.source.detector=hamilton", "--data-dir", str(tmp_path)])
+    assert "pan_tompkins" in capsys.readouterr().err
