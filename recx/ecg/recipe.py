@@ -6,8 +6,9 @@ to ``min_lr``), ``constant`` keeps ``lr``; ``patience`` stops early on the valid
 runs); the best validation epoch's weights are kept. ``model/size=paper`` selects the paper's recipes,
 ``model/size=tiny`` short constant-lr CPU runs (``conf/model/size/``).
 
-1. ``vqhbr``: trains the heartbeat quantizer on the training sentences (selected on validation reconstruction MSE); reports reconstruction MSE and **codebook usage** (distinct codes used on the validation
-   sentences / codebook size); saves ``checkpoints/best.ckpt``.
+1. ``vqhbr``: trains the heartbeat quantizer on the training sentences (selected on validation reconstruction MSE);
+   reports reconstruction MSE and **codebook usage** (distinct codes used on the validation sentences / codebook
+   size); saves ``checkpoints/best.ckpt``.
 2. ``heartlang`` (``tokenizer.ckpt=<vqhbr best.ckpt>``): masked ECG-sentence pretraining against the frozen
    quantizer's codes; reports masked-token loss and accuracy; saves ``checkpoints/best.ckpt``.
 3. ``heartlang_probe`` (``backbone.ckpt=<heartlang best.ckpt>``, or none = a randomly initialised backbone: the
