@@ -1,7 +1,7 @@
 # The README's commands. Everything installs through constraints.txt (torch==2.13.0, CPU wheel).
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-EXTRAS  ?= dev,sweep,llm,text,slurm,ray
+EXTRAS  ?= dev,sweep,llm,text,ecg,slurm,ray
 
 .PHONY: install test test-fast bench reproduce reproduce-full gpu-check clean
 

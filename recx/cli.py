@@ -385,7 +385,12 @@ def data_main(args: list[str]) -> int:
 
     out = console()
     data_dir = Path(ns.data_dir) if ns.data_dir else Path(cfg.paths.data_dir)
-    source = instantiate(cfg.dataset.source)
+    try:
+        source = instantiate(cfg.dataset.source)
+    except Exception as exc:  # Hydra wraps a source's own ConfigError: show it as one (exit 2), not a traceback
+        if isinstance(exc.__cause__, RecxError):
+            raise exc.__cause__ from None
+        raise
     if ns.verb == "download":
         raw = prep.download(source, data_dir, from_dir=ns.from_dir, log=out.print)
         out.print(f"[green]ok[/] raw files of {ns.name} in {raw}")

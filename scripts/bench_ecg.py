@@ -7,7 +7,12 @@ Generates ``--records`` 12-lead, 10-s ECGs at 500 Hz (PTB-XL's records500 shape)
 3. a naive tokenizer: the same detection, then one Python-level slice per beat and lead (the public code's loop),
    and checks that both give identical tokens.
 
-Usage: ``python scripts/bench_ecg.py [--records 1000]``. A benchmark, not a test.
+4. (``--detectors``, needs the mirror's MIT-BIH record 208) the two beat detectors on the real record, cut into
+   30 windows of 10 s at 100 Hz as the tokenizer sees them (band-passed 0.67-40 Hz): wfdb's XQRS (the official
+   detector, recx's default) and recx's Pan-Tompkins-style detector — beats found, agreement (share of each one's
+   beats within 50 ms of the other's) and speed (records/s, ratio).
+
+Usage: ``python scripts/bench_ecg.py [--records 1000] [--detectors]``. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ import time
 
 import numpy as np
 
-from recx.ecg.qrs import MAX_LEN, TOKEN_LEN, detect_r_peaks, preprocess, tokenize_records
+from recx.ecg.qrs import MAX_LEN, TOKEN_LEN, find_r_peaks, preprocess, tokenize_records, windows_of
 from recx.ecg.synthetic import generate_ecgs
 
 
 def naive_tokenize(signal: np.ndarray, fs: int = 100) -> np.ndarray:
-    r = detect_r_peaks(signal[0], fs)
+    r = find_r_peaks(signal[0], fs)  # the default detector (XQRS), as recx
     length = signal.shape[1]
     tokens = []
     for c in range(signal.shape[0]):
@@ -44,10 +49,49 @@ def naive_tokenize(signal: np.ndarray, fs: int = 100) -> np.ndarray:
     return out
 
 
+def matched(a: np.ndarray, b: np.ndarray, tolerance: int) -> int:
+    """How many of ``a``'s beats have one of ``b``'s within ``tolerance`` samples."""
+    if not len(a) or not len(b):
+        return 0
+    return int((np.abs(a[:, None] - b[None, :]).min(1) <= tolerance).sum())
+
+
+def bench_detectors(repeats: int = 5) -> None:
+    import os
+    from pathlib import Path
+
+    path = Path(os.environ.get("RECX_DATA_MIRROR", "")) / "ecg" / "mitdb-208-mlii-360hz.dat"
+    if not path.is_file():
+        print(f"detectors: {path} not found (set RECX_DATA_MIRROR); skipped")
+        return
+    with np.load(path) as z:
+        ecg = (z["ecg"].astype(np.float32) - 1024) / 200
+    windows = windows_of(preprocess(ecg[None], 360), 100)[:, 0]
+    found, seconds = {}, {}
+    for name in ("xqrs", "pan_tompkins"):
+        find_r_peaks(windows[0], 100, name)  # imports, warm-up
+        tic = time.perf_counter()
+        for _ in range(repeats):
+            found[name] = [find_r_peaks(w, 100, name) for w in windows]
+        seconds[name] = (time.perf_counter() - tic) / repeats
+    n = {k: sum(map(len, v)) for k, v in found.items()}
+    ours_in = sum(matched(o, q, 5) for o, q in zip(found["pan_tompkins"], found["xqrs"]))
+    xqrs_in = sum(matched(q, o, 5) for o, q in zip(found["pan_tompkins"], found["xqrs"]))
+    print(f"MIT-BIH 208, {len(windows)} windows of 10 s at 100 Hz:")
+    for name in ("xqrs", "pan_tompkins"):
+        print(f"  {name:13s} {n[name]:4d} beats  {len(windows) / seconds[name]:8,.0f} records/s")
+    print(f"  agreement within 50 ms: {ours_in / max(n['pan_tompkins'], 1):.1%} of recx's beats, "
+          f"{xqrs_in / max(n['xqrs'], 1):.1%} of XQRS's; speed ratio recx/XQRS "
+          f"{seconds['xqrs'] / seconds['pan_tompkins']:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--detectors", action="store_true", help="also compare the beat detectors on MIT-BIH 208")
     args = parser.parse_args()
+    if args.detectors:
+        bench_detectors()
     signals, _, _, _ = generate_ecgs(args.records, fs=500.0, seed=0)
     tic = time.perf_counter()
     x = preprocess(signals, 500)

@@ -2,8 +2,12 @@
 
 * :class:`ECGFormer` (the paper's ST-ECGFormer): token embedding by a 3-wide circular ``Conv1d`` **along the token
   axis** (each word mixes a beat with its neighbours, as in the public code), + lead (spatial) and time (temporal)
-  embeddings, a CLS token, learned positions, a pre-LN transformer, a final LayerNorm. **Deliberate difference**:
-  padding tokens are masked out of attention (``src_key_padding_mask``); the public code attends to them.
+  embeddings, a CLS token, learned positions, a pre-LN transformer, a final LayerNorm. The transformer is the
+  public code's: attention with ``qkv`` without bias and an inner width of ``heads × dim_head`` (``dim_head`` = 64 at
+  the paper size; ``model/size=tiny`` scales it to 16 like its other widths), an MLP ``LN–Linear–GELU–Linear``
+  with dropout after each, residuals around both; the token convolution is Kaiming-initialised as there.
+  **Deliberate difference**:
+  padding tokens are masked out of attention (a key mask); the public code attends to them.
 * :class:`VQHBR`: encoder → ``Linear–Tanh–Linear`` → ``z / ‖z‖``; nearest code of an l2-normalised **EMA codebook**
   (k-means init, cosine, on the first batch; decay 0.99; unused codes keep their value); straight-through estimator;
   decoder → ``Linear–Tanh–Linear`` → the 96-sample beat. Loss ``MSE(x̂, x) + β·MSE(sg(z_q), z)`` on real tokens only;
@@ -24,20 +28,67 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class Attention(nn.Module):
+    """Pre-LN multi-head self-attention as in the public ST-ECGFormer: ``qkv`` **without bias**, an inner width of
+    ``heads × dim_head`` (64 per head, not the model width divided by the heads), softmax(QKᵀ/√dim_head) with dropout
+    on the weights, and an output projection back to the model width (none when one head is as wide as the model)."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int = 64, dropout: float = 0.0) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.out = nn.Identity() if heads == 1 and dim_head == dim else nn.Sequential(nn.Linear(inner, dim),
+                                                                                        nn.Dropout(dropout))
+        self.heads, self.dim_head, self.dropout = heads, dim_head, dropout
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, N, dim]``; ``keep [B, N]`` bool: the keys that may be attended to (padding excluded)."""
+        b, n, _ = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(b, n, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4)
+        mask = None if keep is None else keep[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.out(out.transpose(1, 2).reshape(b, n, self.heads * self.dim_head))
+
+
+class FeedForward(nn.Sequential):
+    """Pre-LN MLP: LayerNorm → Linear → GELU → Dropout → Linear → Dropout (the public code's order)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, dim), nn.Dropout(dropout))
+
+
+class Transformer(nn.Module):
+    """``depth`` residual blocks ``x + attention(x)`` then ``x + mlp(x)``."""
+
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.ModuleList([Attention(dim, heads, dim_head, dropout),
+                                                   FeedForward(dim, mlp, dropout)]) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        for attention, mlp in self.layers:
+            x = x + attention(x, keep)
+            x = x + mlp(x)
+        return x
+
+
 class ECGFormer(nn.Module):
     def __init__(self, in_dim: int = 96, dim: int = 768, depth: int = 12, heads: int = 8, mlp: int = 1024,
-                 dropout: float = 0.1, max_len: int = 256, n_leads: int = 16, n_times: int = 16) -> None:
+                 dropout: float = 0.1, max_len: int = 256, n_leads: int = 16, n_times: int = 16,
+                 dim_head: int = 64) -> None:
         super().__init__()
         self.embed = nn.Conv1d(in_dim, dim, kernel_size=3, padding=1, padding_mode="circular", bias=False)
+        nn.init.kaiming_normal_(self.embed.weight, mode="fan_in", nonlinearity="leaky_relu")  # as the public code
         self.leads = nn.Embedding(n_leads, dim)
         self.times = nn.Embedding(n_times, dim)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.positions = nn.Parameter(torch.zeros(1, max_len + 1, dim))
         nn.init.trunc_normal_(self.positions, std=0.02)
         nn.init.trunc_normal_(self.cls, std=0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, mlp, dropout, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.encoder = Transformer(dim, depth, heads, dim_head, mlp, dropout)
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.dim = dim
@@ -53,7 +104,7 @@ class ECGFormer(nn.Module):
             self.times(times.clamp_max(self.times.num_embeddings - 1))
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.positions[:, : x.shape[1] + 1]
         keep = torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
-        return self.norm(self.encoder(self.dropout(x), src_key_padding_mask=~keep))
+        return self.norm(self.encoder(self.dropout(x), keep))
 
 
 def l2norm(x: torch.Tensor) -> torch.Tensor:
@@ -99,12 +150,12 @@ class EMACodebook(nn.Module):
 class VQHBR(nn.Module):
     def __init__(self, token_len: int = 96, dim: int = 768, encoder_depth: int = 4, decoder_depth: int = 2,
                  heads: int = 2, mlp: int = 2048, n_codes: int = 8192, code_dim: int = 128, beta: float = 1.0,
-                 max_len: int = 256, dropout: float = 0.0) -> None:
+                 max_len: int = 256, dropout: float = 0.0, dim_head: int = 64) -> None:
         super().__init__()
-        self.encoder = ECGFormer(token_len, dim, encoder_depth, heads, mlp, dropout, max_len)
+        self.encoder = ECGFormer(token_len, dim, encoder_depth, heads, mlp, dropout, max_len, dim_head=dim_head)
         self.to_code = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, code_dim))
         self.codebook = EMACodebook(n_codes, code_dim)
-        self.decoder = ECGFormer(code_dim, dim, decoder_depth, heads, mlp, dropout, max_len)
+        self.decoder = ECGFormer(code_dim, dim, decoder_depth, heads, mlp, dropout, max_len, dim_head=dim_head)
         self.to_beat = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, token_len))
         self.beta = beta
 
@@ -146,9 +197,10 @@ def random_mask(mask: torch.Tensor, ratio: float, generator: torch.Generator | N
 
 class HeartLang(nn.Module):
     def __init__(self, token_len: int = 96, dim: int = 768, depth: int = 12, heads: int = 8, mlp: int = 1024,
-                 dropout: float = 0.1, n_codes: int = 8192, mask_ratio: float = 0.5, max_len: int = 256) -> None:
+                 dropout: float = 0.1, n_codes: int = 8192, mask_ratio: float = 0.5, max_len: int = 256,
+                 dim_head: int = 64) -> None:
         super().__init__()
-        self.backbone = ECGFormer(token_len, dim, depth, heads, mlp, dropout, max_len)
+        self.backbone = ECGFormer(token_len, dim, depth, heads, mlp, dropout, max_len, dim_head=dim_head)
         self.mask_token = nn.Parameter(torch.zeros(dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         self.head = nn.Linear(dim, n_codes)

@@ -1,8 +1,14 @@
 """``recx train model=vqhbr|heartlang`` and ``recx eval model=heartlang_probe``: the HeartLang pipeline.
 
-1. ``vqhbr``: trains the heartbeat quantizer on the training sentences (AdamW, early stopping on validation
-   reconstruction MSE); reports reconstruction MSE and **codebook usage** (distinct codes used on the validation
-   sentences / codebook size); saves ``checkpoints/best.ckpt``.
+Optimisation (:func:`fit`, :func:`probe`): AdamW with the model's ``betas``; ``schedule=cosine`` is the public code's
+step-level schedule (:func:`lr_schedule`: a linear warm-up from 0 over ``warmup_epochs``, then cosine from ``lr`` down
+to ``min_lr``), ``constant`` keeps ``lr``; ``patience`` stops early on the validation score (``null``: every epoch
+runs); the best validation epoch's weights are kept. ``model/size=paper`` selects the paper's recipes,
+``model/size=tiny`` short constant-lr CPU runs (``conf/model/size/``).
+
+1. ``vqhbr``: trains the heartbeat quantizer on the training sentences (selected on validation reconstruction MSE);
+   reports reconstruction MSE and **codebook usage** (distinct codes used on the validation sentences / codebook
+   size); saves ``checkpoints/best.ckpt``.
 2. ``heartlang`` (``tokenizer.ckpt=<vqhbr best.ckpt>``): masked ECG-sentence pretraining against the frozen
    quantizer's codes; reports masked-token loss and accuracy; saves ``checkpoints/best.ckpt``.
 3. ``heartlang_probe`` (``backbone.ckpt=<heartlang best.ckpt>``, or none = a randomly initialised backbone: the
@@ -17,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -30,10 +37,50 @@ from recx.training import device_for, to_device
 
 def size_args(size: DictConfig, kind: str) -> dict:
     s = OmegaConf.to_container(size, resolve=True)
+    dim_head = int(s.get("dim_head", 64))
     if kind == "vqhbr":
         return {"dim": s["dim"], "encoder_depth": s["vq_encoder_depth"], "decoder_depth": s["vq_decoder_depth"],
-                "heads": s["vq_heads"], "mlp": s["vq_mlp"], "n_codes": s["n_codes"], "code_dim": s["code_dim"]}
-    return {"dim": s["dim"], "depth": s["depth"], "heads": s["heads"], "mlp": s["mlp"], "n_codes": s["n_codes"]}
+                "heads": s["vq_heads"], "mlp": s["vq_mlp"], "n_codes": s["n_codes"], "code_dim": s["code_dim"],
+                "dim_head": dim_head}
+    return {"dim": s["dim"], "depth": s["depth"], "heads": s["heads"], "mlp": s["mlp"], "n_codes": s["n_codes"],
+            "dim_head": dim_head}
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_schedule(lr: float, min_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: int = 0,
+                schedule: str = "cosine") -> np.ndarray:
+    """The learning rate of every optimiser step ``[epochs · steps_per_epoch]``.
+
+    ``cosine`` (the public code's step-level schedule): ``warmup_epochs · steps_per_epoch`` steps rising linearly from
+    0 to ``lr`` (both ends included), then ``min_lr + ½ (lr − min_lr)(1 + cos(π i / n))`` for the remaining ``n``
+    steps, ``i = 0 … n−1``. ``constant``: ``lr`` at every step."""
+    total = max(int(epochs) * int(steps_per_epoch), 0)
+    if schedule == "constant":
+        return np.full(total, float(lr))
+    if schedule != "cosine":
+        raise ConfigError(f"unknown learning-rate schedule '{schedule}'", field="model.schedule",
+                          fix=f"one of {', '.join(SCHEDULES)}")
+    warm = min(int(warmup_epochs) * int(steps_per_epoch), total)
+    ramp = np.linspace(0.0, float(lr), warm)
+    n = total - warm
+    cosine = float(min_lr) + 0.5 * (float(lr) - float(min_lr)) * (1 + np.cos(np.pi * np.arange(n) / max(n, 1)))
+    return np.concatenate([ramp, cosine])
+
+
+def optimiser(params, m: DictConfig, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, np.ndarray]:
+    """AdamW with the model config's ``lr``, ``weight_decay``, ``betas``, and its per-step learning rates."""
+    betas = tuple(float(b) for b in m.get("betas", (0.9, 0.999)))
+    opt = torch.optim.AdamW(params, lr=float(m.lr), weight_decay=float(m.weight_decay), betas=betas)
+    lrs = lr_schedule(float(m.lr), float(m.get("min_lr", 0.0)), int(m.epochs), steps_per_epoch,
+                      int(m.get("warmup_epochs", 0)), str(m.get("schedule", "constant")))
+    return opt, lrs
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
 
 
 def batches(split: ECGSplit, batch_size: int, generator: torch.Generator | None = None,
@@ -70,15 +117,20 @@ def vq_eval(model: VQHBR, split: ECGSplit, batch_size: int, device: torch.device
 def fit(step: Callable[[dict], torch.Tensor], params, data: ECGData, m: DictConfig, evaluate: Callable[[], float],
         lower_is_better: bool, log: Callable[[str], None], seed: int, module: torch.nn.Module,
         device: torch.device | None = None) -> dict:
-    """AdamW over the training sentences; keep the weights of the best validation score."""
-    opt = torch.optim.AdamW(params, lr=float(m.lr), weight_decay=float(m.weight_decay))
+    """AdamW over the training sentences (per-step learning rates of :func:`lr_schedule`); early stopping after
+    ``patience`` epochs without a better validation score (none when null); keep the best validation weights."""
+    steps_per_epoch = -(-len(data.train) // int(m.batch_size))
+    opt, lrs = optimiser(params, m, steps_per_epoch)
+    patience = m.get("patience")
     g = torch.Generator().manual_seed(seed)
-    best, best_state, history, waited = None, None, [], 0
+    best, best_state, history, waited, step_no = None, None, [], 0, 0
     for epoch in range(int(m.epochs)):
         tic = time.perf_counter()
         module.train()
         losses = []
         for b in batches(data.train, int(m.batch_size), g, device):
+            set_lr(opt, float(lrs[min(step_no, len(lrs) - 1)]))
+            step_no += 1
             loss = step(b)
             opt.zero_grad()
             loss.backward()
@@ -87,7 +139,7 @@ def fit(step: Callable[[dict], torch.Tensor], params, data: ECGData, m: DictConf
             losses.append(float(loss.detach()))
         score = evaluate()
         history.append({"epoch": epoch, "train_loss": sum(losses) / max(len(losses), 1), "valid": score,
-                        "seconds": round(time.perf_counter() - tic, 2)})
+                        "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - tic, 2)})
         log(f"epoch {epoch:3d} | loss {history[-1]['train_loss']:.4f} | valid {score:.4f} | "
             f"{time.perf_counter() - tic:.1f}s")
         better = best is None or (score < best if lower_is_better else score > best)
@@ -96,7 +148,7 @@ def fit(step: Callable[[dict], torch.Tensor], params, data: ECGData, m: DictConf
             best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         else:
             waited += 1
-            if waited >= int(m.patience):
+            if patience is not None and waited >= int(patience):
                 break
     module.load_state_dict(best_state)
     module.eval()
@@ -170,10 +222,12 @@ def probe(features: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], fr
     x, y = features["train"][take], labels["train"][take]
     torch.manual_seed(seed)
     head = LinearProbe(x.shape[1], y.shape[1])
-    opt = torch.optim.AdamW(head.parameters(), lr=float(m.lr), weight_decay=float(m.weight_decay))
-    best = (-1.0, None)
+    opt, lrs = optimiser(head.parameters(), m, -(-x.shape[0] // int(m.batch_size)))
+    best, step_no = (-1.0, None), 0
     for _ in range(int(m.epochs)):
         for index in torch.randperm(x.shape[0], generator=g).split(int(m.batch_size)):
+            set_lr(opt, float(lrs[min(step_no, len(lrs) - 1)]))
+            step_no += 1
             loss = torch.nn.functional.binary_cross_entropy_with_logits(head(x[index]), y[index])
             opt.zero_grad()
             loss.backward()
@@ -245,6 +299,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "selection": "validation only (reconstruction MSE, masked loss, probe AUROC); test never selects",
         "padding": "padding tokens are masked out of attention and never masked/predicted (differs from the "
                    "public code)",
+        "optimisation": {k: (OmegaConf.to_container(cfg.model[k], resolve=True) if OmegaConf.is_config(cfg.model[k])
+                             else cfg.model[k]) for k in ("lr", "min_lr", "warmup_epochs", "schedule", "betas",
+                                                          "epochs", "patience", "batch_size") if k in cfg.model},
+        "tokenizer": {"used_channels": data.meta.get("used_channels"), "lead_ids": "used_channels[i] + 1",
+                      "bandpass": data.meta.get("bandpass"), "detector": data.meta.get("detector")},
     })
     print_metrics(results, title=f"{cfg.run_name}", run_dir=run_dir)
     return results

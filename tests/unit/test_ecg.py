@@ -103,7 +103,7 @@ def test_quantizer_learns_and_uses_many_codes():
 
     torch.manual_seed(0)
     batch, _ = small_batch()
-    vq = VQHBR(dim=32, encoder_depth=1, decoder_depth=1, heads=2, mlp=64, n_codes=32, code_dim=8)
+    vq = VQHBR(dim=32, encoder_depth=1, decoder_depth=1, heads=2, mlp=64, n_codes=32, code_dim=8, dim_head=16)
     opt = torch.optim.Adam(vq.parameters(), lr=2e-3)
     losses, used = [], 0
     for _ in range(25):
@@ -216,7 +216,7 @@ def test_probe_on_a_pretrained_heartlang_beats_a_random_backbone(tmp_path):
 
     data = prepare_ecg(SyntheticECG(n_records=150, seed=4), tmp_path)
     torch.manual_seed(0)
-    vq = VQHBR(dim=32, encoder_depth=1, decoder_depth=1, heads=2, mlp=64, n_codes=32, code_dim=8)
+    vq = VQHBR(dim=32, encoder_depth=1, decoder_depth=1, heads=2, mlp=64, n_codes=32, code_dim=8, dim_head=16)
     opt = torch.optim.Adam(vq.parameters(), 2e-3)
     for epoch in range(8):
         for b in batches(data.train, 32, torch.Generator().manual_seed(epoch)):
@@ -225,8 +225,8 @@ def test_probe_on_a_pretrained_heartlang_beats_a_random_backbone(tmp_path):
             loss.backward()
             opt.step()
     vq.eval()
-    pretrained = HeartLang(dim=32, depth=2, heads=2, mlp=64, n_codes=32, dropout=0.0)
-    random_backbone = HeartLang(dim=32, depth=2, heads=2, mlp=64, n_codes=32, dropout=0.0)
+    pretrained = HeartLang(dim=32, depth=2, heads=2, mlp=64, n_codes=32, dropout=0.0, dim_head=16)
+    random_backbone = HeartLang(dim=32, depth=2, heads=2, mlp=64, n_codes=32, dropout=0.0, dim_head=16)
     opt = torch.optim.Adam(pretrained.parameters(), 2e-3)
     g = torch.Generator().manual_seed(0)
     for epoch in range(15):
@@ -244,4 +244,4 @@ def test_probe_on_a_pretrained_heartlang_beats_a_random_backbone(tmp_path):
         return sum(probe(feats, labels, 1.0, settings, seed)["test_auroc"] for seed in (0, 1)) / 2
 
     learned, chance = auroc(pretrained), auroc(random_backbone)
-    assert learned > 0.62 and learned > chance + 0.05, (learned, chance)  # measured: 0.68 vs 0.59
+    assert learned > 0.62 and learned > chance + 0.05, (learned, chance)  # measured: 0.815 vs 0.760
