@@ -226,7 +226,7 @@ def run_path_method(cfg: DictConfig, data, run_dir: Path, log: Callable[[str], N
         out["gru_loss"] = train_gru(gru, data.train, epochs=int(m.epochs), lr=float(m.lr), seed=int(cfg.seed))
         method = GRUPath(gru)
     elif m.name == "src_rule":
-        method = RulePath()
+        method = RulePath(data.n_skills, sampler.n_targets, sampler.n_initial)
     elif m.name == "src_random":
         method = RandomPath()
     else:
