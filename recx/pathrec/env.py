@@ -4,11 +4,15 @@
   predicted probability** as the previous answer at every step (the simulated student's answers are the model's
   beliefs, not samples); then ``E_s = exam(targets)``.
 * ``step(path)``: continue from that state over the recommended path, self-fed the same way; returns the per-step
-  predicted probabilities (the KT auxiliary targets). It may be called several times after one ``begin`` (e.g. the
-  sampled and the greedy path of the same episode); each call sets ``E_e``.
+  predicted probabilities (the KT auxiliary targets). Like every call of the official ``PredictModel.learn``, the
+  rollout's label slot starts from 0 at the path's first step (the last initial log's probability is not carried
+  over). It may be called several times after one ``begin`` (e.g. the sampled and the greedy path of the same
+  episode); each call sets ``E_e``.
 * ``exam(targets, state)``: for every target concept, **one** DKT step from the given state with that concept and a
   previous answer of 0; no state is carried from one target to the next; the mean over targets.
 * ``reward()``: ``E_p = (E_e − E_s) / (E_sup − E_s + 1e-9)`` with ``E_sup = 1``.
+* ``episode_rewards(targets, initial_logs, path)``: ``E_p`` of whole episodes without touching the current one (the
+  rule baseline scores candidates on fresh episodes).
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ class KTEnvironment:
         self.e_sup = e_sup
         self.targets: torch.Tensor | None = None
         self.state = None
-        self.last: torch.Tensor | None = None
         self.initial_probs: torch.Tensor | None = None
         self.e_start: torch.Tensor | None = None
         self.e_end: torch.Tensor | None = None
@@ -50,21 +53,36 @@ class KTEnvironment:
         logits, _ = self.dkt(targets.reshape(-1, 1), torch.zeros(b * k, 1), expanded)
         return torch.sigmoid(logits[:, 0]).view(b, k).mean(1)
 
+    def rollout_from_zero_label(self, skills: torch.Tensor, state):
+        """``rollout`` with the label slot of the first step at 0, as every official ``learn()`` call starts."""
+        return self.rollout(skills, state, torch.zeros(skills.shape[0]))
+
+    def empty_state(self, batch: int):
+        hidden = self.dkt.lstm.hidden_size
+        return torch.zeros(1, batch, hidden), torch.zeros(1, batch, hidden)
+
     @torch.no_grad()
     def begin(self, targets: torch.Tensor, initial_logs: torch.Tensor) -> torch.Tensor:
-        b = targets.shape[0]
-        hidden = self.dkt.lstm.hidden_size
-        state = (torch.zeros(1, b, hidden), torch.zeros(1, b, hidden))
-        self.initial_probs, self.state, self.last = self.rollout(initial_logs, state, torch.zeros(b))
+        self.initial_probs, self.state, _ = self.rollout_from_zero_label(initial_logs, self.empty_state(len(targets)))
         self.targets = targets
         self.e_start = self.exam(targets, self.state)
         return self.e_start
 
     @torch.no_grad()
     def step(self, path: torch.Tensor) -> torch.Tensor:
-        probs, state, _ = self.rollout(path, self.state, self.last)
+        probs, state, _ = self.rollout_from_zero_label(path, self.state)
         self.e_end = self.exam(self.targets, state)
         return probs
 
     def reward(self) -> torch.Tensor:
-        return (self.e_end - self.e_start) / (self.e_sup - self.e_start + 1e-9)
+        return self.learning_effect(self.e_start, self.e_end)
+
+    def learning_effect(self, e_start: torch.Tensor, e_end: torch.Tensor) -> torch.Tensor:
+        return (e_end - e_start) / (self.e_sup - e_start + 1e-9)
+
+    @torch.no_grad()
+    def episode_rewards(self, targets: torch.Tensor, initial_logs: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
+        """``E_p [B]`` of the episodes ``(targets, initial_logs)`` under ``path``; the current episode is kept."""
+        _, start, _ = self.rollout_from_zero_label(initial_logs, self.empty_state(len(targets)))
+        _, end, _ = self.rollout_from_zero_label(path, start)
+        return self.learning_effect(self.exam(targets, start), self.exam(targets, end))

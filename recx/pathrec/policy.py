@@ -12,11 +12,13 @@ SRC, as the official code builds it (research notes §4.2):
 * REINFORCE on the episode reward ``E_p``: ``−(R − b) Σ_t log π_t(a_t)``, with the baseline ``b`` = none (the public
   code), a moving average of rewards, or the reward of the greedy path (self-critical);
 * the knowledge-tracing auxiliary loss the paper describes (computed but not wired into the official training
-  loop): a head on the decoder state predicts the simulator's probability of answering each chosen concept
-  correctly (BCE against the environment's per-step predictions), weight ``kt_weight`` when ``with_kt``.
+  loop): a head predicts the simulator's probability of answering each chosen concept correctly (BCE against the
+  environment's per-step predictions), weight ``kt_weight`` when ``with_kt``. As in the official ``SRC.construct``,
+  the head reads the decoder state **after** it has consumed the chosen concept (``h_{t+1} = LSTMCell(Enc[a_t])``;
+  one extra decoder step for the last concept), so the prediction for ``a_t`` sees ``a_t``.
 
-Baselines: :class:`RandomPath` (a random order of the candidates), :class:`RulePath` (candidates ranked by their
-one-step reward from the start state), :class:`GRUPath` (a GRU next-concept model trained on real student sequences,
+Baselines: :class:`RandomPath` (a random order of the candidates), :class:`RulePath` (``testRule.py``: candidates
+ranked ascending by their one-step reward on fresh random episodes, best last), :class:`GRUPath` (a GRU next-concept model trained on real student sequences,
 decoded greedily among the candidates).
 """
 
@@ -51,7 +53,8 @@ class SRCPolicy(nn.Module):
 
     def forward(self, targets, initial, initial_answers, candidates, length: int, mode: str = "sample",
                 actions: torch.Tensor | None = None, generator: torch.Generator | None = None):
-        """``(actions [B, n] candidate indices, log_probs [B, n], kt_logits [B, n])``.
+        """``(actions [B, n] candidate indices, log_probs [B, n], kt_logits [B, n])``; ``kt_logits[:, t]`` predicts the
+        answer to the concept chosen at ``t`` from the decoder state that has consumed it.
 
         ``mode``: ``sample`` | ``greedy``; with ``actions`` given, their log-probabilities (teacher-forced).
         """
@@ -63,6 +66,8 @@ class SRCPolicy(nn.Module):
         chosen, log_probs, kt = [], [], []
         for t in range(length):
             h, c = self.cell(previous, (h, c))
+            if t > 0:  # the state after consuming the concept chosen at t − 1: its KT prediction
+                kt.append(self.kt_head(h).squeeze(-1))
             u = self.v(torch.tanh(keys + self.w_state(h).unsqueeze(1))).squeeze(-1).masked_fill(~available, NEG)
             log_p = torch.log_softmax(u, -1)
             if actions is not None:
@@ -73,10 +78,11 @@ class SRCPolicy(nn.Module):
                 a = torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(-1)
             chosen.append(a)
             log_probs.append(log_p[rows, a])
-            kt.append(self.kt_head(h).squeeze(-1))
             available = available.clone()
             available[rows, a] = False
             previous = enc[rows, a]
+        if length:  # one more decoder step consumes the last chosen concept (the official head does the same)
+            kt.append(self.kt_head(self.cell(previous, (h, c))[0]).squeeze(-1))
         return torch.stack(chosen, 1), torch.stack(log_probs, 1), torch.stack(kt, 1)
 
 
@@ -89,16 +95,21 @@ class RandomPath:
 
 
 class RulePath:
-    """Greedy one-step reward: every candidate's reward as a one-concept path from the start state; the ``length``
-    best, best first (``testRule.py``)."""
+    """The rule baseline of the official ``testRule.py``: every candidate is scored by the reward ``E_p`` of a
+    one-concept path on a **fresh random episode** of its own (``n_targets`` random targets, ``n_initial`` random
+    initial logs — not the episode being planned); the candidates are sorted ascending by that score and the last
+    ``length`` kept, so the best-scored concept comes **last** (nearest the exam)."""
 
-    def __call__(self, candidates: torch.Tensor, length: int, env, **_) -> torch.Tensor:
+    def __init__(self, n_skills: int, n_targets: int = 3, n_initial: int = 10) -> None:
+        self.n_skills, self.n_targets, self.n_initial = n_skills, n_targets, n_initial
+
+    def __call__(self, candidates: torch.Tensor, length: int, env, generator: torch.Generator, **_) -> torch.Tensor:
+        from recx.pathrec.episodes import official_episodes
+
         b, s = candidates.shape
-        h, c = env.state
-        state = (h.repeat_interleave(s, dim=1), c.repeat_interleave(s, dim=1))
-        _, after, _ = env.rollout(candidates.reshape(-1, 1), state, env.last.repeat_interleave(s))
-        e_after = env.exam(env.targets.repeat_interleave(s, dim=0), after).view(b, s)
-        order = e_after.argsort(1, descending=True)[:, :length]
+        targets, initial = official_episodes(b * s, self.n_skills, self.n_targets, self.n_initial, generator)
+        scores = env.episode_rewards(targets, initial, candidates.reshape(-1, 1)).view(b, s)
+        order = scores.argsort(1)[:, s - length:]  # ascending: the best-scored concept last
         return candidates.gather(1, order)
 
 

@@ -226,7 +226,7 @@ def run_path_method(cfg: DictConfig, data, run_dir: Path, log: Callable[[str], N
         out["gru_loss"] = train_gru(gru, data.train, epochs=int(m.epochs), lr=float(m.lr), seed=int(cfg.seed))
         method = GRUPath(gru)
     elif m.name == "src_rule":
-        method = RulePath()
+        method = RulePath(data.n_skills, sampler.n_targets, sampler.n_initial)
     elif m.name == "src_random":
         method = RandomPath()
     else:
@@ -267,6 +267,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "ep": "E_p = (E_e - E_s) / (1 - E_s + 1e-9), exam = mean P(correct) of one DKT step per target from the "
               "state (no carry-over between targets), self-fed rollouts; mean (std) over the fixed test episodes",
         "selection": "DKT: best validation AUC; SRC: best validation-episode E_p; test never selects",
+        "rollout": "every DKT rollout (initial logs, path) starts with label 0 and feeds back its own probabilities "
+                   "(official PredictModel.learn)",
+        "rule": "src_rule (testRule.py): each candidate scored by the E_p of a one-concept path on a fresh random "
+                "episode, sorted ascending, the last path_length kept (best last)",
+        "kt_loss": "SRC's KT head reads the decoder state after it consumed the chosen concept (official "
+                   "SRC.construct); BCE against the simulator's per-step probability, weight kt_weight if with_kt",
     })
     from recx.console import print_metrics
 

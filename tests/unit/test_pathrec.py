@@ -139,3 +139,83 @@ def test_src_beats_random_paths_on_a_planted_simulator():
     random = evaluate_method(RandomPath(), env, episodes, 5)["ep"]
     assert src > random + 0.05, (src, random)  # measured: 0.21 vs -0.00
     assert math.isfinite(src)
+
+
+class RecordingStudent(CountingStudent):
+    """:class:`CountingStudent` that records the previous-answer input of every call."""
+
+    def __init__(self, n_skills: int) -> None:
+        super().__init__(n_skills)
+        self.previous: list[torch.Tensor] = []
+
+    def forward(self, skills, previous, state=None):
+        self.previous.append(previous.clone())
+        return super().forward(skills, previous, state)
+
+
+def test_the_path_rollout_starts_with_label_zero_like_official_learn():
+    """Official ``PredictModel.learn`` starts every call with ``o = 0``: the first path step's label slot is 0, not the
+    last initial log's predicted probability."""
+    student = RecordingStudent(3)
+    env = KTEnvironment(student)
+    env.begin(torch.tensor([[1, 2]]), torch.tensor([[1, 1]]))
+    student.previous.clear()
+    env.step(torch.tensor([[3, 2]]))
+    first, second = student.previous[0], student.previous[1]
+    assert first.tolist() == [[0.0]]  # the last initial log's probability (0.3) was fed here before
+    assert second.tolist() == [[pytest.approx(0.2)]]  # then the path's own predictions are fed back
+
+
+def test_episode_rewards_score_other_episodes_without_touching_the_current_one():
+    env = KTEnvironment(CountingStudent(3))
+    env.begin(torch.tensor([[1, 2]]), torch.tensor([[1, 1]]))
+    state = [s.clone() for s in env.state]
+    r = env.episode_rewards(torch.tensor([[3, 3], [1, 2]]), torch.tensor([[1, 2], [1, 1]]), torch.tensor([[3], [3]]))
+    assert r.tolist() == pytest.approx([(0.3 - 0.2) / 0.8, 0.0], abs=1e-6)  # one practice of 3; 3 is no target
+    assert all(torch.equal(a, b) for a, b in zip(state, env.state)) and env.e_start.item() == pytest.approx(0.3)
+
+
+class ScoreIsConceptId:
+    """A stand-in environment for the rule baseline: a candidate's one-step reward is its concept id."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def episode_rewards(self, targets, initial, path):
+        self.calls.append((targets, initial, path))
+        return path[:, 0].float()
+
+
+def test_rule_path_sorts_ascending_on_fresh_episodes_and_keeps_the_tail():
+    """``testRule.py``: ``rank`` scores each candidate on ``get_data(...)`` episodes of its own, sorts ascending and
+    the caller keeps ``[-n:]`` — the best-scored concept last."""
+    from recx.pathrec.policy import RulePath
+
+    g = torch.Generator().manual_seed(0)
+    candidates = candidate_sets(2, 30, 0, 20, g)
+    env = ScoreIsConceptId()
+    path = RulePath(30, n_targets=3, n_initial=10)(candidates=candidates, length=20, env=env, generator=g)
+    assert path.tolist() == [list(range(1, 21))] * 2  # worst first, best last (today's code put the best first)
+    targets, initial, scored = env.calls[0]
+    assert targets.shape == (40, 3) and initial.shape == (40, 10)  # a fresh random episode per candidate
+    assert len({tuple(t.tolist()) for t in targets}) > 30 and torch.equal(scored.flatten(), candidates.flatten())
+    wider = candidate_sets(2, 30, 3, 5, g)  # p3: all 30 concepts, keep the 5 best-scored, best last
+    assert RulePath(30)(candidates=wider, length=5, env=ScoreIsConceptId(), generator=g).tolist() == \
+        [[26, 27, 28, 29, 30]] * 2
+
+
+def test_kt_head_reads_the_state_after_the_chosen_concept():
+    """Official ``SRC.construct`` keeps the decoder's hidden state from step ``i > 0`` (input = the concept chosen at
+    ``i − 1``) plus one extra step for the last: the KT prediction for ``a_t`` must depend on ``a_t``."""
+    from recx.pathrec.policy import SRCPolicy
+
+    torch.manual_seed(0)
+    policy = SRCPolicy(12, embed=8, hidden=8, dropout=0.0).eval()
+    targets, initial = torch.tensor([[1, 2, 3]]), torch.tensor([[4, 5, 6]])
+    answers, candidates = torch.full((1, 3), 0.5), torch.arange(1, 7).unsqueeze(0)
+    with torch.no_grad():
+        _, _, kt_a = policy(targets, initial, answers, candidates, 4, actions=torch.tensor([[0, 1, 2, 3]]))
+        _, _, kt_b = policy(targets, initial, answers, candidates, 4, actions=torch.tensor([[0, 1, 5, 3]]))
+    assert kt_a.shape == (1, 4)
+    assert torch.equal(kt_a[:, :2], kt_b[:, :2])  # same concepts so far
+    assert not torch.allclose(kt_a[:, 2], kt_b[:, 2])  # step 2 chose another concept: its prediction sees it
