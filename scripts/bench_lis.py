@@ -28,7 +28,7 @@ def train_with_lis(dataset: str, model: str, epochs: int, run_dir: Path) -> dict
 
     from recx.run import train
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "recx" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}", f"dataset={dataset}", f"trainer.max_epochs={epochs}",
                                           "logger=none", "progress=false", f"paths.run_dir={run_dir}"])
     return train(cfg)
@@ -74,7 +74,7 @@ def main() -> None:
 
     from recx.data.prepare import prepare
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "recx" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"dataset={args.dataset}"])
     modality = list(cfg.dataset.modalities)[0]
     data = prepare(instantiate(cfg.dataset.source), instantiate(cfg.dataset.split), Path(cfg.paths.data_dir),
