@@ -495,18 +495,20 @@ def suite_folder(template: str | Path, *, resume: bool) -> Path:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """The report's table on the terminal (rich), failures in red."""
+    """The report's table on the terminal (rich), failures in red; the report's own text is printed verbatim."""
+    from rich.markup import escape
     from rich.table import Table
 
     from recx.console import console
 
     multi = len(report["seeds"]) > 1
-    table = Table(title=f"reproduction suite {report['suite']}: {_verdict(report).lower()}", title_justify="left")
+    table = Table(title=f"reproduction suite {escape(str(report['suite']))}: {_verdict(report).lower()}", title_justify="left")
     for col in ("paper", "metric", "recx", "expected", "result", "published"):
         table.add_column(col, overflow="fold", justify="right" if col == "recx" else "left")
     colour = {"pass": "green", "fail": "red", "missing": "red", "unchecked": "yellow"}
     for p in report["papers"]:
         for i, c in enumerate(p["checks"]):
-            table.add_row(p["key"] if i == 0 else "", c["label"], _value(c, multi), _range(c["low"], c["high"]),
-                          f"[{colour[c['status']]}]{c['status']}[/]", _published(p["published"]) if i == 0 else "")
+            table.add_row(escape(p["key"]) if i == 0 else "", escape(c["label"]), escape(_value(c, multi)),
+                          escape(_range(c["low"], c["high"])), f"[{colour[c['status']]}]{c['status']}[/]",
+                          escape(_published(p["published"])) if i == 0 else "")
     console().print(table)
