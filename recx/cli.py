@@ -426,6 +426,7 @@ def run_reproduction(cfg: DictConfig, overrides: list[str], command: str) -> int
         folder = reproduce.suite_folder(node.output_dir, resume=resume)
     own = ("experiment", "reproduce")
     forwarded = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] not in own]
+    check_suite_steps(suite, forwarded)  # every step's config, before the first step starts
     out = console()
     out.print(f"suite [bold]{escape(suite.name)}[/]: {len(suite.papers)} papers × seeds "
               f"{escape(str(list(suite.seeds)))} -> {escape(str(folder))}")
@@ -440,6 +441,28 @@ def run_reproduction(cfg: DictConfig, overrides: list[str], command: str) -> int
     out.print(f"report: {folder / 'report.md'} and report.json" +
               (f"; proposed ranges: {folder / 'calibration.yaml'}" if len(suite.seeds) > 1 else ""), markup=False)
     return 0 if report["passed"] else reproduce.EXIT_OUT_OF_RANGE
+
+
+def check_suite_steps(suite, forwarded: list[str]) -> None:
+    """Compose and check every step of a reproduction suite (first seed; folders of earlier steps stand in as
+    placeholders), so a bad value in step 9 stops the suite before step 1 runs; the error names the step."""
+    from recx import reproduce
+
+    placeholder = Path("suite-folder")  # a stand-in: nothing is created by the check
+    for paper in suite.papers:
+        step_dirs: dict[str, Path] = {}
+        for step in paper.steps:
+            run_dir = placeholder / "runs" / paper.key / step.name
+            step_dirs[step.name] = run_dir
+            argv = reproduce.step_argv(step, seed=suite.seeds[0], run_dir=run_dir, step_dirs=step_dirs,
+                                       forwarded=forwarded)
+            config_name, command, args = entry_point(argv[0], argv[1:])
+            try:
+                check_choices(args)
+                prepare_job(config_name, command, args)
+            except ConfigError as exc:
+                exc.message = f"reproduction step {paper.key}/{step.name}: {exc.message}"
+                raise
 
 
 # ------------------------------------------------------------------------------------------------------------ data

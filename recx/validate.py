@@ -97,7 +97,7 @@ PATH_RANGES: dict[str, Range] = {
     "model.feeder.shots": AT_LEAST_ONE,
     "model.title_tokens": NON_NEGATIVE,
     "model.latent_words": NON_NEGATIVE,
-    "model.threshold": PROBABILITY,  # MAGUS: |correlation| of word shares
+    "model.graph.threshold": PROBABILITY,  # MAGUS: |correlation| of per-user word shares
     "dataset.ltr.source.relevant_rating": NON_NEGATIVE,
 }
 
@@ -120,7 +120,7 @@ NAME_RANGES: tuple[tuple[str, Range], ...] = (
     (r".*batch_size|.*_batches|batches", AT_LEAST_ONE),
     (r"epochs|.*_epochs|iterations|.*_iters|rounds|runs|decode_steps", AT_LEAST_ONE),
     (r"k|ks|.*_k|knn_k|cutoff|window|max_positions|.*_per_round|.*_per_query|.*_per_user|.*_per_centroid", AT_LEAST_ONE),
-    (r"n_.*|min_items|max_pairs|max_len|max_length|min_length|max_slate_length|pool_size|test_size|max_label",
+    (r"n_.*|min_items|max_pairs|max_len|max_length|min_length|path_length|max_slate_length|pool_size|test_size|max_label",
      AT_LEAST_ONE),
     (r"devices|num_nodes|num_threads|memory_budget_mb|negatives|max_positives|new_items_k|sampling|leads|docs_per_query",
      AT_LEAST_ONE),
@@ -268,7 +268,7 @@ def default_file(path: str, choices: Mapping[str, Any], config_name: str) -> str
     if dataset_model:
         candidates.append(CONF_DIR / "dataset_model" / f"{dataset_model}.yaml")
     for where in candidates:
-        if where.is_file() and _holds(OmegaConf.load(where), path):
+        if where.is_file() and _holds(_load(where), path):
             return _rel(where)
     if section in GROUP_SECTIONS and choices.get(section):
         if len(rest) > 1:  # a nested group: model/backbone, model/base, model/size
@@ -278,15 +278,20 @@ def default_file(path: str, choices: Mapping[str, Any], config_name: str) -> str
                 if where.is_file():
                     return _rel(where)
         where = CONF_DIR / section / f"{choices[section]}.yaml"
-        if where.is_file() and (not rest or _holds(OmegaConf.load(where), ".".join(rest)) or len(rest) == 1):
+        if where.is_file() and (not rest or _holds(_load(where), ".".join(rest)) or len(rest) == 1):
             return _rel(where)
         for sub, choice in choices.items():  # a key merged from a nested group (model/size into model)
             if isinstance(sub, str) and sub.startswith(f"{section}/") and choice:
                 nested = CONF_DIR / sub / f"{choice}.yaml"
-                if nested.is_file() and _holds(OmegaConf.load(nested), ".".join(rest)):
+                if nested.is_file() and _holds(_load(nested), ".".join(rest)):
                     return _rel(nested)
         return _rel(where)
     return _rel(CONF_DIR / f"{config_name}.yaml")
+
+
+@lru_cache(maxsize=None)
+def _load(path: Path) -> DictConfig:
+    return OmegaConf.load(path)
 
 
 def _holds(node: DictConfig, path: str) -> bool:
@@ -313,7 +318,8 @@ def _leaf(node: DictConfig, key: str) -> tuple[bool, Any]:
     return True, value
 
 
-def _fail(path: str, value: Any, problem: str, expected: str, where: str, default: Any, has_default: bool) -> None:
+def _fail(path: str, value: Any, problem: str, expected: str, where, default: Any, has_default: bool) -> None:
+    where = where() if callable(where) else where
     shown = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
     known = f"; its default {_show(default)} is set in {where}" if has_default else f"; see {where}"
     raise ConfigError(f"{path}={_show(shown)} is {problem}", path=where, field=path,
@@ -330,7 +336,8 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _check_value(path: str, value: Any, expected: Expected | None, where: str, default: Any, has_default: bool) -> None:
+def _check_value(path: str, value: Any, expected: Expected | None, where, default: Any, has_default: bool) -> None:
+    """Type, then range; ``where`` is the default's file, or a function that finds it (called on failure only)."""
     kind = _kind_of_value(value)
     if expected is not None:
         if value is None:
@@ -403,7 +410,7 @@ def check_config(cfg: DictConfig, reference: DictConfig | None = None, *, choice
         expected = expected_type(path, target, default, has_default)
         if expected is None and value is None:
             return
-        _check_value(path, value, expected, default_file(path, choices, config_name), default, has_default)
+        _check_value(path, value, expected, lambda: default_file(path, choices, config_name), default, has_default)
 
     _walk(cfg, reference, "", visit)
     check_rules(cfg, choices=choices, config_name=config_name)
