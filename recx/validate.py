@@ -44,6 +44,20 @@ SKIPPED_SECTIONS = ("hydra", "paths", "reproduce", "defaults")
 GROUP_SECTIONS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "click_model", "simulator", "lm",
                   "plugin")
 
+#: keys whose values are wider than their default's type (the code reads several forms); checked against these
+KEY_TYPES: dict[str, tuple[frozenset[str], bool]] = {
+    "resume": (frozenset({"bool", "str"}), True),  # true / false / a run folder
+    "progress": (frozenset({"bool", "str"}), True),  # auto / true / false
+    "seed": (frozenset({"int"}), True),
+    "trainer.deterministic": (frozenset({"bool", "str"}), True),  # Lightning also takes "warn"
+    "trainer.limit_train_batches": (frozenset({"int", "float"}), True),
+    "trainer.limit_val_batches": (frozenset({"int", "float"}), True),
+    "trainer.gradient_clip_val": (frozenset({"int", "float"}), True),
+    "hardware.precision": (frozenset({"str", "int"}), False),  # "32-true", "bf16-mixed", 32, 16
+    "hardware.devices": (frozenset({"int", "str", "list"}), False),  # 1, "auto", "0,1", [0, 1]
+    "hardware.num_threads": (frozenset({"int"}), True),
+}
+
 #: the keys every trainable model config carries for its LightningModule (recx.topn.models.base.MODULE_KEYS)
 MODULE_TYPES: dict[str, type] = {"lr": float, "weight_decay": float, "lr_decay": float, "lr_decay_every": int}
 
@@ -238,6 +252,9 @@ def _kind_of_value(value: Any) -> str | None:
 def expected_type(path: str, parent_target: str | None, default: Any, has_default: bool) -> Expected | None:
     """What a key accepts: the constructor's hint, the module-key table, or the type of its default."""
     key = path.rsplit(".", 1)[-1]
+    if path in KEY_TYPES:
+        kinds, nullable = KEY_TYPES[path]
+        return Expected(kinds, nullable, "recx.validate.KEY_TYPES")
     if parent_target:
         hints = target_hints(parent_target)
         if key in hints:
@@ -343,7 +360,8 @@ def _check_value(path: str, value: Any, expected: Expected | None, where, defaul
         if value is None:
             if not expected.nullable:
                 _fail(path, value, "not allowed (null)", expected.describe(), where, default, has_default)
-        elif kind not in expected.kinds:
+        elif kind not in expected.kinds and not (kind in ("int", "float") and "str" in expected.kinds):
+            # (a number is fine where text is expected: names, folders; Hydra reads `run_name=2024` as an int)
             problem = {"str": "text", "bool": "a true/false", "float": "a fractional number", "list": "a list",
                        "dict": "a mapping", "int": "an integer"}.get(kind or "", "of the wrong type")
             _fail(path, value, f"{problem}, not {expected.describe()}", expected.describe(), where, default,
