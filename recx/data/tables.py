@@ -109,12 +109,22 @@ def check_field_counts(data: bytes, separator: str, *, path: Path, what: str, fi
     want = int(expected if expected is not None else fields[0])
     bad = np.flatnonzero(fields != want)
     if not bad.size:
+        if truncated and not blank[-1]:
+            raise_truncated(path, what, int(numbers[-1]), fix)
         return
     line, got = int(numbers[bad[0]]), int(fields[bad[0]])
     cut = " (the file ends mid-line: it looks truncated)" if truncated and bad[0] == fields.size - 1 else ""
     raise DataError(f"{what} line {line} has {got} field{'' if got == 1 else 's'}, expected {want}{cut}", path=path,
                     fix=fix or f"each line must hold {want} {separator!r}-separated fields; "
                                 "re-download or repair the file")
+
+
+def raise_truncated(path: Path, what: str, line: int, fix: str | None = None) -> None:
+    """A text file whose last line has no newline was most likely cut off mid-line (a copy or download that
+    stopped): its last value may be a prefix of the real one, so it is refused rather than read."""
+    raise DataError(f"{what} line {line} does not end with a newline: the file looks truncated (cut off mid-line)",
+                    path=path, fix=(fix + "; " if fix else "") + "re-download or re-copy the file (if it is complete, "
+                    "add the missing newline at its end)")
 
 
 def _diagnose(data: bytes, separator: str, path: Path, what: str, fix: str | None, exc: Exception) -> DataError:
