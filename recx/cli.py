@@ -13,6 +13,7 @@ model×dataset pairing fails before any heavy import.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import traceback
@@ -132,9 +133,15 @@ def check_values(config_name: str, overrides: list[str], cfg: DictConfig) -> Non
     """Every value of the composed ``cfg``: types, ranges and cross-key rules (recx.validate), before any work."""
     from recx.validate import check_config
 
-    reference = compose(config_name, reference_overrides(overrides), return_hydra_config=True)
-    choices = OmegaConf.to_container(reference.hydra.runtime.choices)
+    reference, choices = _reference(config_name, tuple(reference_overrides(overrides)))
     check_config(cfg, reference, choices=choices, config_name=config_name)
+
+
+@functools.lru_cache(maxsize=64)
+def _reference(config_name: str, overrides: tuple[str, ...]) -> tuple[DictConfig, dict]:
+    """The defaults for a set of group choices, and the choices (shared by the jobs of a sweep or suite)."""
+    reference = compose(config_name, list(overrides), return_hydra_config=True)
+    return reference, OmegaConf.to_container(reference.hydra.runtime.choices)
 
 
 def prepare_job(config_name: str, command: str, overrides: list[str]) -> tuple[DictConfig, list[str]]:

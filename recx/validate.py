@@ -10,6 +10,7 @@ One source per fact, so the config and the code cannot disagree:
 * **range** -- from the small table :data:`RANGES`, matched on the key's name (``lr`` > 0, ``*_dim`` >= 1,
   ``n_*layers`` >= 0, ``dropout`` in [0, 1], ``batch_size`` >= 1, ``trainer.max_epochs`` >= 1, ...); every numeric
   key of every model config has a rule (``tests/unit/test_validate.py`` enforces it);
+* **choices** -- text keys with a fixed set of values (:data:`CHOICES`, often the code's own constant);
 * **cross-key rules** -- :func:`check_rules`: the monitor is a metric that is computed (name among
   ``metric.metrics``, K among ``metric.ks``), split ratios sum to 1, modalities are ones the dataset source builds.
 
@@ -272,6 +273,45 @@ def expected_type(path: str, parent_target: str | None, default: Any, has_defaul
     return Expected(frozenset(kinds), False, "the type of the default")
 
 
+# --------------------------------------------------------------------------------------------------------- choices
+#: text keys with a fixed set of values: a tuple, or the dotted name of the constant the code checks against (one
+#: source); keyed by dotted path, or by the key's own name under ``model.`` (``*`` = any path ending in that name)
+CHOICES: dict[str, tuple[str, ...] | str] = {
+    "*feature_norm": ("none", "standard", "l2"),  # recx.topn.features.normalize_features
+    "model.fusion": "recx.topn.models.drepmrec.FUSIONS",
+    "model.weight_mode": "recx.topn.models.grcn.WEIGHT_MODES",
+    "model.stage": "recx.topn.models.alignrec.STAGES",
+    "model.selector": "recx.icl.selectors.SELECTORS",
+    "model.main_loss": ("infonce", "bpr"),
+    "model.aggregation": ("mean", "sum"),
+    "model.combination": ("concat", "sum"),
+    "model.item_representation": ("motor", "id"),
+    "model.episodes": ("official", "students"),
+    "model.baseline": ("none", "moving_average", "greedy"),
+    "metric.scorer": ("torch", "faiss"),
+    "metric.idcg_zero": ("one", "zero"),
+    "hardware.accelerator": ("cpu", "gpu", "cuda", "auto", "mps", "tpu"),
+}
+
+
+def choices_of(path: str) -> tuple[str, ...] | None:
+    """The allowed values of a text key, or None when any text is allowed."""
+    spec = CHOICES.get(path)
+    if spec is None:
+        name = path.rsplit(".", 1)[-1]
+        spec = CHOICES.get(f"*{name}")
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        from hydra.utils import get_object
+
+        try:
+            spec = tuple(get_object(spec))
+        except Exception:  # noqa: BLE001 - the model's own check will speak
+            return None
+    return tuple(spec)
+
+
 # ----------------------------------------------------------------------------------------------------- where from
 def default_file(path: str, choices: Mapping[str, Any], config_name: str) -> str:
     """The YAML file (relative to the repository) where the default of ``path`` is set."""
@@ -366,6 +406,10 @@ def _check_value(path: str, value: Any, expected: Expected | None, where, defaul
                        "dict": "a mapping", "int": "an integer"}.get(kind or "", "of the wrong type")
             _fail(path, value, f"{problem}, not {expected.describe()}", expected.describe(), where, default,
                   has_default)
+    allowed = choices_of(path) if kind == "str" else None
+    if allowed is not None and value not in allowed:
+        _fail(path, value, f"not one of {', '.join(allowed)}", f"one of {', '.join(allowed)}", where, default,
+              has_default)
     rule = range_of(path)
     if rule is None:
         return

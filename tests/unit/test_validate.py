@@ -147,6 +147,9 @@ def test_table_of_bad_values_every_model_key():
         (["model=starank", "dataset=synthetic_ltr", "click_model=pbm", "click_model.eta=-1"], "click_model.eta",
          ">= 0"),
         (["model=icl", "dataset=sst2", "lm.batch_size=0"], "lm.batch_size", ">= 1"),
+        (["model=freedom", "model.feature_norm=l3"], "model.feature_norm", "none, standard, l2"),
+        (["model=drepmrec", "model.fusion=max"], "model.fusion", "sum, concat"),
+        (["model=icl", "dataset=sst2", "model.selector=best"], "model.selector", "random, similarity, diversity"),
     ],
 )
 def test_cli_refuses_bad_values_before_any_work(overrides, key, words, tmp_path, monkeypatch, capsys):
