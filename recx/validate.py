@@ -57,6 +57,9 @@ KEY_TYPES: dict[str, tuple[frozenset[str], bool]] = {
     "hardware.precision": (frozenset({"str", "int"}), False),  # "32-true", "bf16-mixed", 32, 16
     "hardware.devices": (frozenset({"int", "str", "list"}), False),  # 1, "auto", "0,1", [0, 1]
     "hardware.num_threads": (frozenset({"int"}), True),
+    "preference": (frozenset({"list", "str"}), False),  # recx eval lis: one spec or a list
+    "representation": (frozenset({"list", "str"}), False),
+    "features": (frozenset({"list", "str"}), False),  # recx eval metric=feature_quality
 }
 
 #: the keys every trainable model config carries for its LightningModule (recx.topn.models.base.MODULE_KEYS)

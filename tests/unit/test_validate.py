@@ -201,3 +201,21 @@ def test_shipped_suites_pass_the_check():
         node = OmegaConf.load(cli.CONF_DIR / "experiment" / f"{name}.yaml").reproduce
         node.output_dir = "unused"
         cli.check_suite_steps(reproduce.load_suite(node), [])
+
+
+FAMILY_MODEL = {"topn": "bpr", "ltr": "listnet", "pathrec": "dkt", "ecg": "vqhbr", "icl": "icl"}
+
+
+@pytest.mark.parametrize("dataset", cli.group_choices("dataset"))
+def test_every_dataset_config_passes_the_check(dataset):
+    family = OmegaConf.load(cli.CONF_DIR / "dataset" / f"{dataset}.yaml").get("family")
+    overrides = [f"model={FAMILY_MODEL[family]}", f"dataset={dataset}"]
+    cfg, extra = cli.prepare_job("train", "train", overrides)
+    assert cfg.dataset.name == dataset
+
+
+def test_eval_lis_and_feature_quality_entry_points_pass_the_check():
+    for args in (["lis", "dataset=ml100k", "preference=test", "representation=feature:text"],
+                 ["metric=feature_quality", "features=features"]):
+        config_name, command, args = cli.entry_point("eval", args)
+        cli.prepare_job(config_name, command, args)
