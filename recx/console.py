@@ -160,9 +160,15 @@ class _Tee:
         if _Tee._ANSI is None:
             _Tee._ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
+    _REDRAW = None
+
     def write(self, text: str) -> int:
+        import re
+
         n = self._stream.write(text)
-        plain = _Tee._ANSI.sub("", text)
+        if _Tee._REDRAW is None:
+            _Tee._REDRAW = re.compile(r"\x1b\[\d*[AK]")  # cursor-up / erase-line: a live progress redraw
+        plain = "" if _Tee._REDRAW.search(text) else _Tee._ANSI.sub("", text)
         if plain.strip("\r"):
             try:
                 self._log.write(plain)

@@ -431,7 +431,8 @@ def _check_value(path: str, value: Any, expected: Expected | None, where, defaul
                       f"{rule.describe()}", where, default, has_default)
     for number in numbers:
         if not rule.contains(number):
-            what = "out of range" if len(numbers) == 1 and kind != "list" else f"out of range ({number})"
+            what = (f"out of range: it must be {rule.describe()}" if len(numbers) == 1 and kind != "list"
+                    else f"out of range: {number} is not {rule.describe()}")
             allowed = f"{expected.describe() if expected else 'a number'} {rule.describe()}"
             if kind == "list":
                 allowed = f"a list of numbers {rule.describe()}"
