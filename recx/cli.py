@@ -493,6 +493,7 @@ def data_main(args: list[str]) -> int:
         return _data_list()
     check_choices([f"dataset={ns.name}"])
     cfg = compose("train", [f"dataset={ns.name}", *ns.overrides])
+    check_values("train", [f"dataset={ns.name}", *ns.overrides], cfg)  # e.g. dataset.split.ratios, before any work
     from hydra.utils import instantiate
 
     from recx.data import prepare as prep

@@ -213,7 +213,11 @@ def conventions(cfg: DictConfig, dm) -> dict:
 def write_json(path: Path, payload: dict) -> None:
     from recx.data.interactions import atomic_write
 
-    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2, default=str).encode()))
+    try:
+        atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2, default=str).encode()))
+    except OSError as exc:  # a full disk or a read-only folder: the previous file, if any, is intact
+        raise TrainingError(f"cannot write {path} ({exc.strerror or exc})", path=path,
+                            fix="free disk space (or point RECX_OUTPUT_DIR elsewhere) and run again") from None
 
 
 def count_parameters(net) -> int:

@@ -150,3 +150,17 @@ def test_train_log_holds_what_the_run_prints(tmp_path, capsys):
     text = (tmp_path / "train.log").read_text()
     assert "epoch 1: recall@20 0.1234" in text and "plain line" in text
     assert "\x1b[" not in text
+
+
+def test_disk_full_while_writing_run_files_is_a_clear_error(monkeypatch, tmp_path):
+    from recx.run import write_json
+
+    (tmp_path / "metrics.json").write_text('{"old": 1}')
+
+    def full(fd, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(TrainingError, match="No space left on device"):
+        write_json(tmp_path / "metrics.json", {"new": 2})
+    assert (tmp_path / "metrics.json").read_text() == '{"old": 1}'

@@ -219,3 +219,11 @@ def test_eval_lis_and_feature_quality_entry_points_pass_the_check():
                  ["metric=feature_quality", "features=features"]):
         config_name, command, args = cli.entry_point("eval", args)
         cli.prepare_job(config_name, command, args)
+
+
+def test_data_prepare_checks_its_overrides(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RECX_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["data", "prepare", "synthetic_mm", "dataset.split.ratios=[0.8,0.1,0.2]"])
+    assert info.value.code == 2 and "dataset.split.ratios" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
