@@ -389,7 +389,8 @@ def run_hydra(command: str, args: list[str]) -> int:
         if cfg.get("reproduce") is not None and config_name == "train":
             return run_reproduction(cfg, overrides, command)
         if config_name == "eval" and not cfg.get("ckpt"):
-            raise ConfigError("recx eval needs a checkpoint", field="ckpt", fix="recx eval ckpt=<run>/checkpoints/best.ckpt")
+            raise ConfigError("recx eval needs a checkpoint", field="ckpt",
+                              fix="recx eval ckpt=<run>/checkpoints/best.ckpt")
         if command == "sweep":  # every job is checked before the first starts
             jobs = sweep_jobs(overrides)
             for job in jobs[1:]:

@@ -502,7 +502,8 @@ def print_report(report: dict[str, Any]) -> None:
     from recx.console import console
 
     multi = len(report["seeds"]) > 1
-    table = Table(title=f"reproduction suite {escape(str(report['suite']))}: {_verdict(report).lower()}", title_justify="left")
+    table = Table(title=f"reproduction suite {escape(str(report['suite']))}: {_verdict(report).lower()}",
+                  title_justify="left")
     for col in ("paper", "metric", "recx", "expected", "result", "published"):
         table.add_column(col, overflow="fold", justify="right" if col == "recx" else "left")
     colour = {"pass": "green", "fail": "red", "missing": "red", "unchecked": "yellow"}

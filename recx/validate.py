@@ -137,11 +137,12 @@ NAME_RANGES: tuple[tuple[str, Range], ...] = (
      AT_LEAST_ONE),
     (r".*batch_size|.*_batches|batches", AT_LEAST_ONE),
     (r"epochs|.*_epochs|iterations|.*_iters|rounds|runs|decode_steps", AT_LEAST_ONE),
-    (r"k|ks|.*_k|knn_k|cutoff|window|max_positions|.*_per_round|.*_per_query|.*_per_user|.*_per_centroid", AT_LEAST_ONE),
-    (r"n_.*|min_items|max_pairs|max_len|max_length|min_length|path_length|max_slate_length|pool_size|test_size|max_label",
+    (r"k|ks|.*_k|knn_k|cutoff|window|max_positions|.*_per_round|.*_per_query|.*_per_user|.*_per_centroid",
      AT_LEAST_ONE),
-    (r"devices|num_nodes|num_threads|memory_budget_mb|negatives|max_positives|new_items_k|sampling|leads|docs_per_query",
-     AT_LEAST_ONE),
+    (r"n_.*|min_items|max_pairs|max_len|max_length|min_length|path_length|max_slate_length|pool_size|test_size"
+     r"|max_label", AT_LEAST_ONE),
+    (r"devices|num_nodes|num_threads|memory_budget_mb|negatives|max_positives|new_items_k|sampling|leads"
+     r"|docs_per_query", AT_LEAST_ONE),
     (r"seconds|relevant_rating|min_rating", NON_NEGATIVE),
 )
 
@@ -516,7 +517,8 @@ def check_rules(cfg: DictConfig, *, choices: Mapping[str, Any] | None = None, co
                               fix=f"add {k} to metric.ks (metric.ks=[{', '.join(map(str, sorted({*ks, int(k)})))}]) "
                                   f"or monitor one of {', '.join(computed)}")
         if monitor.startswith("cold/") and metric.get("cold_threshold") is None:
-            raise ConfigError(f"metric.monitor={monitor!r} needs the cold-start view, but metric.cold_threshold is null",
+            raise ConfigError(f"metric.monitor={monitor!r} needs the cold-start view, but metric.cold_threshold is "
+                              "null",
                               field="metric.monitor", path=where, fix="set metric.cold_threshold (e.g. 5)")
     if family == "ltr" and metric.get("monitor") is not None:
         ks = [int(k) for k in metric.get("ks") or []]
@@ -534,7 +536,8 @@ def check_rules(cfg: DictConfig, *, choices: Mapping[str, Any] | None = None, co
             ratios = [float(r) for r in split.ratios]
             if abs(sum(ratios) - 1.0) > 1e-6:
                 raise ConfigError(f"dataset.split.ratios={ratios} sum to {sum(ratios):g}, not 1",
-                                  field="dataset.split.ratios", path=default_file("dataset.split", choices, config_name),
+                                  field="dataset.split.ratios",
+                                  path=default_file("dataset.split", choices, config_name),
                                   fix="give train/valid/test shares that add up to 1, e.g. [0.8, 0.1, 0.1]")
         _check_modalities(dataset, choices, config_name)
 
