@@ -16,16 +16,18 @@ merge with recx's (``recx.config_paths``).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import traceback
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from rich.markup import escape
 
 from recx import config_paths
 from recx.config_paths import CONF_DIR
-from recx.console import console, fail, is_debug, print_error
+from recx.console import console, fail, is_debug, print_error, tee_output
 from recx.errors import ConfigError, RecxError
 
 CHOICE_GROUPS = ("model", "dataset", "metric", "hardware", "logger", "callbacks", "experiment", "plugin",
@@ -105,7 +107,7 @@ def check_compatibility(cfg: DictConfig) -> None:
                           fix=f"choose a metric config whose family is {model_family}")
 
 
-def compose(config_name: str, overrides: list[str]) -> DictConfig:
+def compose(config_name: str, overrides: list[str], *, return_hydra_config: bool = False) -> DictConfig:
     """Compose a config without running anything (Hydra's compose API); errors become ConfigError."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -114,11 +116,80 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name, overrides=[*overrides, *config_paths.hydra_searchpath_override()])
+            return hydra_compose(config_name, overrides=[*overrides, *config_paths.hydra_searchpath_override()],
+                                 return_hydra_config=return_hydra_config)
     except (HydraException, OmegaConfBaseException) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise ConfigError(f"invalid configuration: {message}",
                           fix=f"see `recx {config_name} --help` for the groups and keys") from None
+
+
+def reference_overrides(overrides: list[str]) -> list[str]:
+    """The group choices among ``overrides`` (``model=bpr``, ``model/backbone=vbpr``, ``experiment=...``), without
+    the value overrides: composed, they give the defaults a value is checked against."""
+    keep = []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key in CHOICE_GROUPS or "/" in key or key == "dataset_model" or key.startswith("hydra"):
+            keep.append(item)
+    return keep
+
+
+def check_values(config_name: str, overrides: list[str], cfg: DictConfig) -> None:
+    """Every value of the composed ``cfg``: types, ranges and cross-key rules (recx.validate), before any work."""
+    from recx.validate import check_config
+
+    reference, choices = _reference(config_name, tuple(reference_overrides(overrides)))
+    check_config(cfg, reference, choices=choices, config_name=config_name)
+
+
+@functools.lru_cache(maxsize=64)
+def _reference(config_name: str, overrides: tuple[str, ...]) -> tuple[DictConfig, dict]:
+    """The defaults for a set of group choices, and the choices (shared by the jobs of a sweep or suite)."""
+    reference = compose(config_name, list(overrides), return_hydra_config=True)
+    return reference, OmegaConf.to_container(reference.hydra.runtime.choices)
+
+
+def prepare_job(config_name: str, command: str, overrides: list[str]) -> tuple[DictConfig, list[str]]:
+    """Compose one job's config and check it entirely (choices, family pairing, values); return it with the extra
+    overrides the job needs (the family's metric group)."""
+    cfg = compose(config_name, overrides)
+    extra: list[str] = []
+    if cfg.get("reproduce") is not None:
+        return cfg, extra
+    if command in ("train", "sweep"):
+        extra = family_metric_override(cfg, overrides)
+        if extra:
+            cfg = compose(config_name, [*overrides, *extra])
+        check_compatibility(cfg)
+    check_values(config_name, [*overrides, *extra], cfg)
+    return cfg, extra
+
+
+def sweep_jobs(overrides: list[str], limit: int = 10_000) -> list[list[str]]:
+    """The overrides of every job of a sweep (the cartesian product of its comma lists, as Hydra's basic sweeper
+    runs them), so that all jobs are checked before the first starts."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:  # noqa: BLE001 - parse errors of any kind are user errors
+        raise ConfigError(f"cannot parse overrides: {exc}", fix="quote sweep values: 'model.lr=1e-3,1e-2'") from None
+    axes: list[list[str]] = []
+    for ov in parsed:
+        if ov.is_sweep_override():
+            key = ov.get_key_element()
+            axes.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+        else:
+            axes.append([ov.input_line])
+    jobs = []
+    for combo in itertools.product(*axes):
+        jobs.append(list(combo))
+        if len(jobs) >= limit:
+            break
+    return jobs
 
 
 def first_of_sweep(overrides: list[str]) -> list[str]:
@@ -166,9 +237,17 @@ def _run_task(cfg: DictConfig, task: str):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    global _RUN_DIR
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    _RUN_DIR = run_dir
+    log_name = f"{hydra_cfg.job.name}.log"  # the file Hydra's job logging writes (train.log): the run's log
+    with tee_output(run_dir / log_name):
+        return _run_task_logged(cfg, task, run_dir, multirun)
+
+
+def _run_task_logged(cfg: DictConfig, task: str, run_dir: Path, multirun: bool):
     try:
         if task == "train":
             check_compatibility(cfg)
@@ -200,7 +279,8 @@ def _run_task(cfg: DictConfig, task: str):
     except Exception:  # a bug, not a user error: keep the traceback, but let a sweep continue
         _record_failure(run_dir, traceback.format_exc())
         if multirun and not is_debug():
-            console(stderr=True).print(f"[red]run {run_dir} failed[/]; traceback in {run_dir / 'error.txt'}")
+            console(stderr=True).print(f"[red]run {escape(str(run_dir))} failed[/]; traceback in "
+                                       f"{escape(str(run_dir / 'error.txt'))}")
             return None
         raise
 
@@ -238,6 +318,28 @@ def _hydra_app(config_name: str):
         return _run_task(cfg, cfg.task)
 
     return app
+
+
+def run_timestamp() -> str:
+    """The run folder's name: the start time to the second (as Hydra's default ``${now:...}``)."""
+    import time
+
+    return time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def claim_run_dir(parent: Path) -> Path:
+    """Create and return a fresh run folder ``<parent>/<timestamp>``, or ``<timestamp>_<n>`` when another run (a job
+    array starts many in the same second) has taken the name: ``mkdir`` without ``exist_ok`` is atomic, so two
+    processes never share a folder. Called after the config is checked: a refused run leaves no folder."""
+    stamp = run_timestamp()
+    for n in range(10_000):
+        candidate = parent / (stamp if n == 0 else f"{stamp}_{n}")
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate.resolve()
+        except FileExistsError:
+            continue
+    raise ConfigError("cannot create a fresh run folder", path=parent, fix="clean up the folder or set run_name=...")
 
 
 def one_sweep_folder(cfg: DictConfig, overrides: list[str]) -> list[str]:
@@ -292,20 +394,24 @@ def run_hydra(command: str, args: list[str]) -> int:
         cfg = compose(config_name, first)
         if cfg.get("reproduce") is not None and config_name == "train":
             return run_reproduction(cfg, overrides, command)
-        if command in ("train", "sweep"):
-            metric = family_metric_override(cfg, overrides)
-            if metric:
-                extra += metric
-                cfg = compose(config_name, [*first, *metric])
-            check_compatibility(cfg)
+        if config_name == "eval" and not cfg.get("ckpt"):
+            raise ConfigError("recx eval needs a checkpoint", field="ckpt",
+                              fix="recx eval ckpt=<run>/checkpoints/best.ckpt")
+        if command == "sweep":  # every job is checked before the first starts
+            jobs = sweep_jobs(overrides)
+            for job in jobs[1:]:
+                prepare_job(config_name, command, job)
+        cfg, metric = prepare_job(config_name, command, first)
+        extra += metric
         if command == "sweep":
             extra += one_sweep_folder(cfg, overrides)
         if command == "train":
             resume = resume_override(cfg)
             if resume:
                 extra.append(resume)
-        if config_name == "eval" and not cfg.get("ckpt"):
-            raise ConfigError("recx eval needs a checkpoint", field="ckpt", fix="recx eval ckpt=<run>/checkpoints/best.ckpt")
+        if command in ("train", "eval") and not any(e.startswith("hydra.run.dir=") for e in extra) and not any(
+                o.lstrip("+~").startswith("hydra.run.dir=") for o in overrides):
+            extra.append(f"hydra.run.dir={claim_run_dir(Path(cfg.paths.output_root) / str(cfg.run_name))}")
     if command == "train":  # for Lightning's DDP launcher, which re-runs argv[0] (or -m recx.cli) with argv[1:]
         os.environ[DDP_COMMAND_ENV] = config_name
     extra += config_paths.hydra_searchpath_override()
@@ -335,19 +441,43 @@ def run_reproduction(cfg: DictConfig, overrides: list[str], command: str) -> int
         folder = reproduce.suite_folder(node.output_dir, resume=resume)
     own = ("experiment", "reproduce")
     forwarded = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] not in own]
+    check_suite_steps(suite, forwarded)  # every step's config, before the first step starts
     out = console()
-    out.print(f"suite [bold]{suite.name}[/]: {len(suite.papers)} papers × seeds {list(suite.seeds)} -> {folder}")
+    out.print(f"suite [bold]{escape(suite.name)}[/]: {len(suite.papers)} papers × seeds "
+              f"{escape(str(list(suite.seeds)))} -> {escape(str(folder))}")
     try:
         report = reproduce.run_suite(suite, folder, forwarded=forwarded, resume=resume,
                                      log=lambda line: out.print(line, markup=False))
     except KeyboardInterrupt:
-        out.print(f"[yellow]interrupted[/]: finished steps are kept in {folder}; continue with the same command "
-                  f"and reproduce.resume={folder}")
+        out.print(f"[yellow]interrupted[/]: finished steps are kept in {escape(str(folder))}; continue with the same "
+                  f"command and reproduce.resume={escape(str(folder))}")
         return 130
     reproduce.print_report(report)
     out.print(f"report: {folder / 'report.md'} and report.json" +
-              (f"; proposed ranges: {folder / 'calibration.yaml'}" if len(suite.seeds) > 1 else ""))
+              (f"; proposed ranges: {folder / 'calibration.yaml'}" if len(suite.seeds) > 1 else ""), markup=False)
     return 0 if report["passed"] else reproduce.EXIT_OUT_OF_RANGE
+
+
+def check_suite_steps(suite, forwarded: list[str]) -> None:
+    """Compose and check every step of a reproduction suite (first seed; folders of earlier steps stand in as
+    placeholders), so a bad value in step 9 stops the suite before step 1 runs; the error names the step."""
+    from recx import reproduce
+
+    placeholder = Path("suite-folder")  # a stand-in: nothing is created by the check
+    for paper in suite.papers:
+        step_dirs: dict[str, Path] = {}
+        for step in paper.steps:
+            run_dir = placeholder / "runs" / paper.key / step.name
+            step_dirs[step.name] = run_dir
+            argv = reproduce.step_argv(step, seed=suite.seeds[0], run_dir=run_dir, step_dirs=step_dirs,
+                                       forwarded=forwarded)
+            config_name, command, args = entry_point(argv[0], argv[1:])
+            try:
+                check_choices(args)
+                prepare_job(config_name, command, args)
+            except ConfigError as exc:
+                exc.message = f"reproduction step {paper.key}/{step.name}: {exc.message}"
+                raise
 
 
 # ------------------------------------------------------------------------------------------------------------ data
@@ -380,32 +510,28 @@ def data_main(args: list[str]) -> int:
         return _data_list()
     check_choices([f"dataset={ns.name}"])
     cfg = compose("train", [f"dataset={ns.name}", *ns.overrides])
+    check_values("train", [f"dataset={ns.name}", *ns.overrides], cfg)  # e.g. dataset.split.ratios, before any work
     from recx.data import prepare as prep
     from recx.run import construct as instantiate  # RecxErrors of a source's constructor reach the user unwrapped
 
     out = console()
     data_dir = Path(ns.data_dir) if ns.data_dir else Path(cfg.paths.data_dir)
-    try:
-        source = instantiate(cfg.dataset.source)
-    except Exception as exc:  # Hydra wraps a source's own ConfigError: show it as one (exit 2), not a traceback
-        if isinstance(exc.__cause__, RecxError):
-            raise exc.__cause__ from None
-        raise
+    source = instantiate(cfg.dataset.source)
     if ns.verb == "download":
         raw = prep.download(source, data_dir, from_dir=ns.from_dir, log=out.print)
-        out.print(f"[green]ok[/] raw files of {ns.name} in {raw}")
+        out.print(f"[green]ok[/] {escape(f'raw files of {ns.name} in {raw}')}")
         return 0
     if cfg.dataset.get("family") == "ltr":  # query lists, not interactions: no split node, no modalities
         from recx.ltr.sources import prepare_ltr
 
         data = prepare_ltr(source, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)
-        out.print(f"[green]ok[/] {ns.name}: {data.stats()} in {data.cache_dir}")
+        out.print(f"[green]ok[/] {escape(f'{ns.name}: {data.stats()} in {data.cache_dir}')}")
         return 0
     if cfg.dataset.get("family") == "ecg":  # records -> tokenized sentences, cached
         from recx.ecg.data import prepare_ecg
 
         data = prepare_ecg(source, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)
-        out.print(f"[green]ok[/] {ns.name}: {data.stats()}")
+        out.print(f"[green]ok[/] {escape(f'{ns.name}: {data.stats()}')}")
         return 0
     if cfg.dataset.get("family") == "pathrec":  # student sequences: read in about a second, nothing to cache
         from recx.pathrec.sources import load_kt
@@ -413,7 +539,7 @@ def data_main(args: list[str]) -> int:
         if ns.from_dir:
             prep.download(source, data_dir, from_dir=ns.from_dir, log=out.print)
         data = load_kt(source, data_dir)
-        out.print(f"[green]ok[/] {ns.name}: {data.stats()}")
+        out.print(f"[green]ok[/] {escape(f'{ns.name}: {data.stats()}')}")
         return 0
     split = instantiate(cfg.dataset.split)
     explicit = ns.modalities is not None
@@ -431,8 +557,8 @@ def data_main(args: list[str]) -> int:
         except RecxError as exc:
             if explicit:
                 raise
-            out.print(f"[yellow]skipped modality '{modality}'[/]: {exc.render()}")
-    out.print(f"[green]ok[/] {ns.name}: {data.stats()} in {prep.prepared_dir_of(source, split, data_dir)}")
+            out.print(f"[yellow]skipped modality '{escape(modality)}'[/]: {escape(exc.render())}")
+    out.print(f"[green]ok[/] {escape(f'{ns.name}: {data.stats()} in {prep.prepared_dir_of(source, split, data_dir)}')}")
     return 0
 
 
@@ -520,6 +646,9 @@ def split_config_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Hydra re-raises instead of printing its own "Set the environment variable HYDRA_FULL_ERROR=1" line: every
+    # exception reaches the handlers below, which print one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         argv, config_dirs = split_config_dirs(argv)
         config_paths.add_user_config_dirs(config_dirs)
@@ -546,7 +675,49 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"unknown command '{command}'", fix=f"use one of: {', '.join(COMMANDS)}")
     except RecxError as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        if is_debug():
+            raise
+        console(stderr=True).print("interrupted", markup=False)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug in recx: one line for the user, the traceback in a file
+        if is_debug():
+            raise
+        return report_internal_error(exc)
     return 2
+
+
+#: the folder of the run in progress (set by the Hydra task), where an internal error's traceback is saved
+_RUN_DIR: Path | None = None
+
+
+def report_internal_error(exc: BaseException) -> int:
+    """Print ``internal error: <what>, traceback saved to <file>; please report it`` and return exit status 1.
+
+    The traceback goes to ``<run folder>/error.txt`` when a run had started, else to a file in the temp folder;
+    RECX_DEBUG=1 shows it instead (the caller re-raises).
+    """
+    import tempfile
+    import time
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    target: Path | None = None
+    if _RUN_DIR is not None:
+        target = _RUN_DIR / "error.txt"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        except OSError:
+            target = None
+    if target is None:
+        fd, name = tempfile.mkstemp(prefix=f"recx-error-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        target = Path(name)
+    what = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+    console(stderr=True).print(f"internal error: {what}, traceback saved to {target}; please report it "
+                               "(RECX_DEBUG=1 shows it)", markup=False, highlight=False)
+    return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from recx.errors import RecxError
@@ -72,7 +73,7 @@ def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None =
     if results.get("lis"):
         print_lis(results["lis"], title="LIS / AIS (post-training, reconstructed definition: see README)")
     if run_dir is not None:
-        out.print(f"run folder: {run_dir}")
+        out.print(f"run folder: {run_dir}", markup=False)
 
 
 def print_lis(lis: dict[str, Any], *, title: str) -> None:
@@ -128,7 +129,9 @@ def print_feature_quality(reports: dict[str, Any], *, title: str) -> None:
 
 
 def print_error(exc: RecxError) -> None:
-    console(stderr=True).print(f"[bold red]error:[/] {exc.render()}", markup=True, highlight=False)
+    """``error: <message> (file ..., field ...)`` + ``fix: ...``, the message printed verbatim: user values such as
+    ``dataset.modalities=[text]`` or ``pip install -e '.[text]'`` are escaped, never read as rich markup."""
+    console(stderr=True).print(f"[bold red]error:[/] {escape(exc.render())}", markup=True, highlight=False)
 
 
 def is_debug() -> bool:
@@ -143,3 +146,64 @@ def fail(exc: RecxError) -> None:
         raise exc
     print_error(exc)
     sys.exit(2)
+
+
+class _Tee:
+    """A text stream that writes to the terminal stream and, without colour codes, to a log file."""
+
+    _ANSI = None
+
+    def __init__(self, stream, log) -> None:
+        import re
+
+        self._stream, self._log = stream, log
+        if _Tee._ANSI is None:
+            _Tee._ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+    _REDRAW = None
+
+    def write(self, text: str) -> int:
+        import re
+
+        n = self._stream.write(text)
+        if _Tee._REDRAW is None:
+            _Tee._REDRAW = re.compile(r"\x1b\[\d*[AK]")  # cursor-up / erase-line: a live progress redraw
+        plain = "" if _Tee._REDRAW.search(text) else _Tee._ANSI.sub("", text)
+        if plain.strip("\r"):
+            try:
+                self._log.write(plain)
+                self._log.flush()
+            except (OSError, ValueError):  # a full disk or a closed log must not stop the run
+                pass
+        return n if n is not None else len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding, ... of the terminal stream
+        return getattr(self._stream, name)
+
+
+class tee_output:
+    """``with tee_output(run_dir / "train.log"):`` -- what the run prints also goes to its log file (appended)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._saved = None
+        self._log = None
+
+    def __enter__(self) -> "tee_output":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
+        except OSError:
+            return self
+        self._saved = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = _Tee(sys.stdout, self._log), _Tee(sys.stderr, self._log)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._saved is not None:
+            sys.stdout, sys.stderr = self._saved
+        if self._log is not None:
+            self._log.close()

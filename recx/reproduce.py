@@ -582,21 +582,21 @@ def suite_folder(template: str | Path, *, resume: bool) -> Path:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """The report's table on the terminal (rich), failures in red."""
+    """The report's table on the terminal (rich), failures in red; the report's own text is printed verbatim."""
     from rich.markup import escape
     from rich.table import Table
 
     from recx.console import console
 
     multi = len(report["seeds"]) > 1
-    table = Table(title=f"reproduction suite {report['suite']}: {_verdict(report).lower()}", title_justify="left",
-                  caption=_kinds_line(report))
+    table = Table(title=f"reproduction suite {escape(str(report['suite']))}: {_verdict(report).lower()}",
+                  title_justify="left", caption=escape(_kinds_line(report)))
     for col in ("paper", "metric", "kind", "recx", "expected", "result", "published"):
         table.add_column(col, overflow="fold", justify="right" if col == "recx" else "left")
     colour = {"pass": "green", "fail": "red", "missing": "red", "unchecked": "yellow"}
     for p in report["papers"]:
         for i, c in enumerate(p["checks"]):
             table.add_row(escape(p["key"]) if i == 0 else "", escape(c["label"]), c.get("kind", ""),
-                          _value(c, multi), escape(_range(c["low"], c["high"])),
+                          escape(_value(c, multi)), escape(_range(c["low"], c["high"])),
                           f"[{colour[c['status']]}]{c['status']}[/]", escape(_published(p["published"])) if i == 0 else "")
     console().print(table)

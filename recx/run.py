@@ -162,6 +162,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, *, max_epochs
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import RichProgressBar
 
+    from recx.callbacks.checkpoint_io import SafeCheckpointIO
     from recx.callbacks.console import EpochSummary
 
     logger = False
@@ -181,7 +182,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, *, max_epochs
         accelerator=hw.accelerator, devices=hw.devices, precision=hw.precision, strategy=hw.strategy,
         num_nodes=hw.get("num_nodes", 1), callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-        reload_dataloaders_every_n_epochs=1, **kwargs,
+        reload_dataloaders_every_n_epochs=1, plugins=[SafeCheckpointIO()], **kwargs,
     )
 
 
@@ -212,7 +213,11 @@ def conventions(cfg: DictConfig, dm) -> dict:
 def write_json(path: Path, payload: dict) -> None:
     from recx.data.interactions import atomic_write
 
-    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2, default=str).encode()))
+    try:
+        atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2, default=str).encode()))
+    except OSError as exc:  # a full disk or a read-only folder: the previous file, if any, is intact
+        raise TrainingError(f"cannot write {path} ({exc.strerror or exc})", path=path,
+                            fix="free disk space (or point RECX_OUTPUT_DIR elsewhere) and run again") from None
 
 
 def count_parameters(net) -> int:
@@ -408,7 +413,28 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     if not last.is_file():
         raise ConfigError("no last.ckpt to resume from", path=last,
                           fix="the run stopped before its first epoch ended; start it again without resume")
-    return last
+    if readable_checkpoint(last):
+        return last
+    before = run_dir / "checkpoints" / "best.ckpt"  # the one before: written at an earlier (or the same) epoch
+    if before.is_file() and readable_checkpoint(before):
+        from recx.console import console
+
+        console(stderr=True).print(f"warning: {last} is truncated or unreadable; resuming from {before} instead",
+                                   markup=False)
+        return before
+    raise CheckpointError("the run's last.ckpt is truncated or unreadable, and there is no readable checkpoint "
+                          "before it", path=last, fix="start the run again without resume")
+
+
+def readable_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a complete torch checkpoint (a zip archive whose members all pass their CRC check)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return False
 
 
 # -------------------------------------------------------------------------------------------------------------- eval
@@ -440,7 +466,12 @@ def save_checkpoint(path: str | Path, model, cfg: DictConfig, extra: dict | None
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"state_dict": model.state_dict(), "recx": {"config": OmegaConf.to_container(cfg, resolve=True),
                                                           "format": 1, **(extra or {})}}
-    atomic_write(path, lambda f: torch.save(payload, f))
+    try:
+        atomic_write(path, lambda f: torch.save(payload, f))
+    except OSError as exc:  # a full disk: the previous checkpoint is intact (temporary file + rename)
+        kept = f"; the previous {path.name} is intact" if path.is_file() else ""
+        raise TrainingError(f"cannot write the checkpoint {path} ({exc.strerror or exc}){kept}", path=path,
+                            fix="free disk space (or point RECX_OUTPUT_DIR elsewhere) and run again") from None
 
 
 def load_checkpoint_of(path: str | Path, model: str, label: str | None = None) -> tuple[dict, dict]:
@@ -611,7 +642,7 @@ def evaluate_lis(cfg: DictConfig) -> dict[str, Any]:
 def console_path(run_dir: Path) -> None:
     from recx.console import console
 
-    console().print(f"run folder: {run_dir}")
+    console().print(f"run folder: {run_dir}", markup=False)
 
 
 # ------------------------------------------------------------------------------------------------- feature quality

@@ -70,11 +70,12 @@ def write_summary(rows: list[dict[str, Any]], path: Path, monitor: str) -> None:
 
 def print_summary(rows: list[dict[str, Any]], monitor: str, title: str) -> None:
     """The ranked table (params fold rather than truncate), then one line per failed run with its error."""
+    from rich.markup import escape
     from rich.table import Table
 
     from recx.console import console
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("params", overflow="fold", ratio=3)
     table.add_column("valid", justify="right", no_wrap=True)
@@ -83,10 +84,10 @@ def print_summary(rows: list[dict[str, Any]], monitor: str, title: str) -> None:
     table.add_column("status", no_wrap=True)
     for rank, r in enumerate(rows, 1):
         if r["status"] == "ok":
-            table.add_row(str(rank), r["params"], f"{r['valid'].get(monitor, float('nan')):.4f}",
+            table.add_row(str(rank), escape(r["params"]), f"{r['valid'].get(monitor, float('nan')):.4f}",
                           f"{r['test'].get(monitor, float('nan')):.4f}", str(r.get("best_epoch", "")), "ok")
         else:
-            table.add_row("-", r["params"], "", "", "", "failed")
+            table.add_row("-", escape(r["params"]), "", "", "", "failed")
     out = console()
     out.print(table)
     for r in rows:
@@ -175,6 +176,7 @@ SECOND_METRICS = ("ndcg@20", "err@10")
 
 
 def print_aggregate(groups: list[dict[str, Any]], monitor: str, title: str) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from recx.console import console
@@ -194,7 +196,7 @@ def print_aggregate(groups: list[dict[str, Any]], monitor: str, title: str) -> N
             for split in ("valid", "test"):
                 mean, std = g.get(f"{split}/{m}"), g.get(f"{split}/{m}:std", 0.0)
                 cells.append("" if mean is None else f"{mean:.4f} ± {std:.4f}")
-        table.add_row(g["params"], str(g["n"]), *cells)
+        table.add_row(escape(g["params"]), str(g["n"]), *cells)
     console().print(table)
 
 
@@ -227,6 +229,7 @@ def summarize(sweep_dir: str | Path, monitor: str = "recall@20", compare: str | 
         write_aggregate(groups, sweep_dir / "summary_by_config.csv")
         print_aggregate(groups, monitor, title="mean ± std over seeds, sorted by mean valid")
     if compare:
+        from rich.markup import escape
         from rich.table import Table
 
         from recx.console import console
@@ -239,7 +242,7 @@ def summarize(sweep_dir: str | Path, monitor: str = "recall@20", compare: str | 
         for col in header:
             table.add_column(col, overflow="fold")
         for r in table_rows:
-            table.add_row(*r)
+            table.add_row(*(escape(str(cell)) for cell in r))
         console().print(table)
     return rows
 

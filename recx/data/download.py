@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from recx.errors import DataError
+from recx.files import use_umask
 
 MIRROR_ENV = "RECX_DATA_MIRROR"
 
@@ -197,6 +198,7 @@ def _install(source: Path, target: Path, checksum: str | None, *, origin: str) -
         shutil.copyfile(source, tmp)
         shutil.copystat(source, tmp)
         verify(Path(tmp), checksum, origin=origin)
+        use_umask(tmp)  # raw copies get the user's umask, not mkstemp's 0600
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ import polars as pl
 import torch
 
 from recx.errors import DataError
+from recx.files import use_umask
 
 SPLITS = ("train", "valid", "test")
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
@@ -214,13 +215,15 @@ def load_feature(directory: Path, name: str) -> torch.Tensor:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    """Write through a temporary file in the same folder, then rename: readers never see half a file, and a write
+    that fails (a full disk) leaves the previous file intact. The file gets the user's umask, like ``open``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        use_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

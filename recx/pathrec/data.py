@@ -65,7 +65,12 @@ def from_lists(skill_lists: list[np.ndarray], answer_lists: list[np.ndarray], n_
 def read_three_line_csv(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(skills per student, answers per student)`` from the three-lines-per-student format."""
     p = require_file(path, what="ASSIST sequence file", fix="point the dataset at the three-line CSV files")
-    lines = p.read_text().splitlines()
+    text = p.read_text()
+    lines = text.splitlines()
+    if text.strip() and not text.endswith("\n"):
+        from recx.data.tables import raise_truncated
+
+        raise_truncated(p, "ASSIST sequence file", len(lines), "each student takes exactly 3 lines")
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) % 3:
@@ -105,6 +110,15 @@ def read_skill_builder_csv(path: str | Path) -> tuple[list[np.ndarray], list[np.
     import polars as pl
 
     p = require_file(path, what="skill-builder CSV", fix="pass the official skill_builder_data.csv")
+    with open(p, "rb") as f:  # a file cut off mid-line: its last row would be read with a partial value
+        f.seek(0, 2)
+        size = f.tell()
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                from recx.data.tables import raise_truncated
+
+                raise_truncated(p, "skill-builder CSV", sum(1 for _ in open(p, "rb")), "a comma-separated file")
     try:
         frame = pl.read_csv(p, infer_schema_length=10000, encoding="utf8-lossy", ignore_errors=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file

@@ -49,14 +49,22 @@ def test_train_then_eval_console_scripts(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_survives_a_failing_run_and_writes_a_sorted_summary(tmp_path):
-    # embedding_dim=-1 cannot build: that job fails, the other two must still run and be ranked
-    out = recx("sweep", "experiment=smoke", "model=bpr", "model.embedding_dim=8,-1,32", "trainer.max_epochs=2",
-               "logger=none", cwd=tmp_path)
+    # every value is valid (bad values are refused before the sweep starts: tests/unit/test_validate.py), but a job
+    # validating every 3rd epoch of 2 produces no checkpoint: those jobs fail, the others must still run and be ranked
+    out = recx("sweep", "experiment=smoke", "model=bpr", "model.embedding_dim=8,32",
+               "trainer.check_val_every_n_epoch=1,3", "trainer.max_epochs=2", "logger=none", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     [sweep_dir] = list((tmp_path / "outputs" / "sweeps" / "smoke-bpr").iterdir())
     rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
-    assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed", "failed"]
     scores = [float(r["valid/recall@20"]) for r in rows[:2]]
     assert scores == sorted(scores, reverse=True)
-    assert "embedding_dim=-1" in rows[2]["params"]
+    assert all("check_val_every_n_epoch=3" in r["params"] for r in rows[2:])
     assert "recall@20, sorted by valid" in out.stdout
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_sweep_with_a_bad_value_stops_before_the_first_job(tmp_path):
+    out = recx("sweep", "experiment=smoke", "model=bpr", "model.embedding_dim=8,-1,32", cwd=tmp_path)
+    assert out.returncode == 2 and "model.embedding_dim=-1 is out of range" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "outputs").exists()

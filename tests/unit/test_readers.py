@@ -184,7 +184,7 @@ def test_grouplens_and_recbole_index_identically(tmp_path):
         ("1\t2\t5\t10\n1\t3\tfive\t11\n", "line 2: 'five' in column 'rating'"),
         ("1\t2\t5\t10\n-4\t3\t5\t11\n", "line 2: negative id -4 in column 'user'"),
         ("1\t2\t5\n", "expected 4"),
-        ("1\t2\t5\t10\n1\t2\t5\n", "line 2 has no value in column 'timestamp'"),
+        ("1\t2\t5\t10\n1\t2\t5\n", "line 2 has 3 fields, expected 4"),
         ("", "empty"),
     ],
 )
