@@ -121,22 +121,23 @@ PATH_RANGES: dict[str, Range] = {
 
 #: rules by the key's own name (regular expressions, first match wins); lists are checked element by element
 NAME_RANGES: tuple[tuple[str, Range], ...] = (
+    (r"min_lr|warmup_epochs", NON_NEGATIVE),  # a cosine schedule may end at 0; warm-up may be off
     (r"lr|.*_lr|learning_rate", POSITIVE),
     (r".*weight_decay", NON_NEGATIVE),
     (r"lr_decay", Range(0, 1, low_open=True)),
     (r"lr_decay_every", AT_LEAST_ONE),
     (r"dropout|mask_ratio|.*_fraction|lambda_coeff|noise|feature_noise|transfer|gain", PROBABILITY),
     (r"label_fraction|logging_fraction", FRACTION),
-    (r"ratios", PROBABILITY),
+    (r"ratios|betas|.*_rate", PROBABILITY),
     (r".*temperature|sigma", POSITIVE),
     (r".*_weight|.*_alpha|alpha|beta|eta|popularity_beta|image|text|genre|min_delta|max_weight", NON_NEGATIVE),
     (r"n_layers|.*_layers|depth|.*_depth|cross_layers|attention_layers|user_layers|patience|cold_threshold",
      NON_NEGATIVE),
     (r".*seed", NON_NEGATIVE),
-    (r"embedding_dim|.*_dim|dim|embed|hidden|mlp|vq_mlp|heads|.*_heads|n_codes|n_centroids|n_subspaces|n_routing",
+    (r"embedding_dim|.*_dim|dim|dim_head|embed|hidden|mlp|vq_mlp|heads|.*_heads|n_codes|n_centroids|n_subspaces|n_routing",
      AT_LEAST_ONE),
     (r".*batch_size|.*_batches|batches", AT_LEAST_ONE),
-    (r"epochs|.*_epochs|iterations|.*_iters|rounds|runs|decode_steps", AT_LEAST_ONE),
+    (r"epochs|.*_epochs|iterations|.*_iters|rounds|runs|decode_steps|steps", AT_LEAST_ONE),
     (r"k|ks|.*_k|knn_k|cutoff|window|max_positions|.*_per_round|.*_per_query|.*_per_user|.*_per_centroid",
      AT_LEAST_ONE),
     (r"n_.*|min_items|max_pairs|max_len|max_length|min_length|path_length|max_slate_length|pool_size|test_size"
