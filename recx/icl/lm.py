@@ -9,6 +9,8 @@
   without weights.
 * :class:`ClassificationLM`: ``Text: <x>\\nLabel: <y>`` blocks per demonstration, then the query without its label; the
   prediction is the label word whose first token has the highest next-token logit. Batched, left-padded prompts.
+  ``memo=True`` (frozen LMs only) remembers the scores of every prompt seen, so runs in one process that build the
+  same prompt (a FEEDER pool that kept a query's nearest demonstrations, a seed that does not move them) score it once.
 * :class:`LMJudge`: FEEDER's judge — is the LM right on ``queries[k]`` prompted with ``contexts[k]``?
 """
 
@@ -153,8 +155,9 @@ def tiny_lm(seed: int = 0):
 
 class ClassificationLM:
     def __init__(self, model, tokenizer, label_words: Sequence[str], template: str = "Text: {text}\nLabel:",
-                 batch_size: int = 16, max_chars: int = 400) -> None:
+                 batch_size: int = 16, max_chars: int = 400, memo: bool = False) -> None:
         self.model, self.tokenizer = model, tokenizer
+        self.memo: dict[str, torch.Tensor] | None = {} if memo else None
         self.template, self.batch_size, self.max_chars = template, batch_size, max_chars
         self.label_ids = []
         for word in label_words:
@@ -175,9 +178,18 @@ class ClassificationLM:
     def prompt(self, demos: Sequence[tuple[str, int]], query: str) -> str:
         return "".join(self.block(t, y) for t, y in demos) + self.block(query, None)
 
-    @torch.no_grad()
     def label_scores(self, prompts: Sequence[str]) -> torch.Tensor:
-        """``[N, C]`` next-token logits of the label words after each prompt (batched, left-padded)."""
+        """``[N, C]`` next-token logits of the label words after each prompt (batched, left-padded; with ``memo``,
+        only prompts not scored before are run)."""
+        if self.memo is None:
+            return self.score(prompts)
+        missing = list(dict.fromkeys(p for p in prompts if p not in self.memo))
+        if missing:
+            self.memo.update(zip(missing, self.score(missing)))
+        return torch.stack([self.memo[p] for p in prompts]) if prompts else self.score([])
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str]) -> torch.Tensor:
         out = []
         for start in range(0, len(prompts), self.batch_size):
             enc = self.encode(prompts[start:start + self.batch_size])

@@ -45,6 +45,8 @@ def save_judgements(path: Path, judge) -> None:
 #: frozen LMs loaded in this process, by (path, data folder): a sweep (Hydra multirun, one process) loads each once.
 #: Only ``model=icl`` uses it; ``model=feeder_ft`` fine-tunes its LM in place and loads a fresh one.
 LOADED: dict[tuple[str, str], tuple[Any, Any]] = {}
+#: the wrappers of the loaded LMs (their prompt-score memos), by LOADED key
+WRAPPERS: dict[tuple[str, str], dict] = {}
 
 
 def frozen_lm(path: str, data_dir: Path):
@@ -53,8 +55,24 @@ def frozen_lm(path: str, data_dir: Path):
     key = (path, str(data_dir))
     if key not in LOADED:
         LOADED.clear()  # one LM at a time: they are hundreds of MB
+        WRAPPERS.clear()
         LOADED[key] = tiny_lm() if path == "tiny" else load_lm(path, cache_dir=data_dir)
     return LOADED[key]
+
+
+def classification_lm(model, tokenizer, label_words, template: str, batch_size: int, frozen: bool):
+    """The LM wrapper; a frozen LM's wrapper (and its memo of prompt scores) is kept with the loaded LM."""
+    from recx.icl.lm import ClassificationLM
+
+    if not frozen:
+        return ClassificationLM(model, tokenizer, label_words, template=template, batch_size=batch_size)
+    key = ("wrapper", tuple(label_words), template, batch_size)
+    owner = next(k for k, v in LOADED.items() if v[0] is model)
+    wrappers = WRAPPERS.setdefault(owner, {})
+    if key not in wrappers:
+        wrappers[key] = ClassificationLM(model, tokenizer, label_words, template=template, batch_size=batch_size,
+                                         memo=True)
+    return wrappers[key]
 
 
 def icl_accuracy(lm, pool, in_use: list[int], queries, selector: str, shots: int, encoder: str, seed: int):
@@ -75,7 +93,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.data.prepare import default_data_dir, download
     from recx.icl.feeder import CachedJudge, feeder_preselect
     from recx.icl.feeder import check_sufficiency
-    from recx.icl.lm import ClassificationLM, LMJudge, load_lm, tiny_lm
+    from recx.icl.lm import LMJudge, load_lm, tiny_lm
     from recx.icl.sources import pool_and_queries
     from recx.run import check_hardware, construct, write_json
     from recx.training import device_for
@@ -102,8 +120,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         model, tokenizer = frozen_lm(str(cfg.lm.path), data_dir)
     model.to(device)
     load_seconds = time.perf_counter() - started
-    lm = ClassificationLM(model, tokenizer, label_words, template=cfg.dataset.get("template", "Text: {text}\nLabel:"),
-                          batch_size=int(cfg.lm.get("batch_size", 16)))
+    lm = classification_lm(model, tokenizer, label_words, cfg.dataset.get("template", "Text: {text}\nLabel:"),
+                           int(cfg.lm.get("batch_size", 16)), frozen=m.name != "feeder_ft")
     report: dict[str, Any] = {"lm": str(cfg.lm.path), "lm_load_s": round(load_seconds, 1), "device": str(device),
                               "pool_size": len(pool),
                               "test_size": len(queries)}

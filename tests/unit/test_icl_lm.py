@@ -55,6 +55,17 @@ def test_prompts_scores_and_batching_with_the_tiny_model():
     assert lm.forward_calls == 2 + 4
 
 
+def test_memo_scores_each_prompt_once():
+    model, tokenizer = tiny_lm()
+    plain = ClassificationLM(model, tokenizer, ["negative", "positive"], batch_size=2)
+    memo = ClassificationLM(model, tokenizer, ["negative", "positive"], batch_size=2, memo=True)
+    prompts = [plain.prompt([("good", 1)], q) for q in ["a", "b", "a", "c"]]
+    first = memo.label_scores(prompts)
+    assert memo.forward_calls == 2 and torch.allclose(first, plain.label_scores(prompts), atol=1e-4)
+    again = memo.label_scores(prompts[::-1] + [plain.prompt([], "d")])
+    assert memo.forward_calls == 3 and torch.equal(again[:4], first.flip(0))  # only the new prompt was run
+
+
 def test_judge_and_feeder_run_on_the_tiny_model():
     model, tokenizer = tiny_lm()
     lm = ClassificationLM(model, tokenizer, ["negative", "positive"])
