@@ -193,7 +193,7 @@ class ClassificationLM:
         out = []
         for start in range(0, len(prompts), self.batch_size):
             enc = self.encode(prompts[start:start + self.batch_size])
-            logits = self.model(**enc).logits[:, -1]
+            logits = self.model(**enc, logits_to_keep=1).logits[:, -1]  # the last position only: the head is big
             out.append(logits[:, self.label_ids].float().cpu())
             self.forward_calls += 1
         return torch.cat(out) if out else torch.zeros(0, len(self.label_ids))
