@@ -80,6 +80,7 @@ def gemma3_path(cache_dir: Path | None = None) -> Path:
                     f.write(block)
 
     atomic_write(target, join)
+    target.chmod(0o644)  # a model file, not a secret (the temporary file was private)
     if sha256_of(target) != expected:
         target.unlink()
         raise ConfigError(f"the joined {name} has the wrong sha256", field="lm.path",
