@@ -91,8 +91,7 @@ def icl_accuracy(lm, pool, in_use: list[int], queries, selector: str, shots: int
 def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.console import console, print_metrics
     from recx.data.prepare import default_data_dir, download
-    from recx.icl.feeder import CachedJudge, feeder_preselect
-    from recx.icl.feeder import check_sufficiency
+    from recx.icl.feeder import CachedJudge, check_sufficiency, feeder_preselect
     from recx.icl.lm import LMJudge, load_lm, tiny_lm
     from recx.icl.sources import pool_and_queries
     from recx.run import check_hardware, construct, write_json
