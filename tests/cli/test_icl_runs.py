@@ -28,6 +28,12 @@ def test_feeder_pool_run_reports_size_calls_and_reuses_its_judgements(compose_tr
     full = train(compose_train(*SMALL, "model.selector=diversity", tiny=False, run_dir=tmp_path / "c"))
     assert "feeder" not in full and full["pool_size"] == 16
     assert "split" in json.loads((tmp_path / "c" / "conventions.json").read_text())
+    assert first["feeder"]["sufficiency"] == "def1"
+    assert "Def. 1" in json.loads((tmp_path / "a" / "conventions.json").read_text())["feeder_sufficiency"]
+    old = train(compose_train(*SMALL, "model.pool=feeder", "model.feeder.sufficiency=any", tiny=False,
+                              run_dir=tmp_path / "d"))
+    assert old["feeder"]["sufficiency"] == "any" and "no zero-shot" in json.loads(
+        (tmp_path / "d" / "conventions.json").read_text())["feeder_sufficiency"]
 
 
 @needs_mirror(RT)
@@ -36,6 +42,9 @@ def test_bad_pool_and_selector_are_clear_errors(compose_train, tmp_path):
         train(compose_train(*SMALL, "model.pool=half", tiny=False, run_dir=tmp_path / "a"))
     with pytest.raises(ConfigError, match="unknown selector"):
         train(compose_train(*SMALL, "model.selector=psychic", tiny=False, run_dir=tmp_path / "b"))
+    with pytest.raises(ConfigError, match="model.feeder.sufficiency"):
+        train(compose_train(*SMALL, "model.pool=feeder", "model.feeder.sufficiency=maybe", tiny=False,
+                            run_dir=tmp_path / "c"))
 
 
 def test_short_keys_of_the_eval_command_are_rewritten(monkeypatch, tmp_path):
