@@ -18,8 +18,8 @@ SRC, as the official code builds it (research notes §4.2):
   one extra decoder step for the last concept), so the prediction for ``a_t`` sees ``a_t``.
 
 Baselines: :class:`RandomPath` (a random order of the candidates), :class:`RulePath` (``testRule.py``: candidates
-ranked ascending by their one-step reward on fresh random episodes, best last), :class:`GRUPath` (a GRU next-concept model trained on real student sequences,
-decoded greedily among the candidates).
+ranked ascending by their one-step reward on fresh random episodes, best last), :class:`GRUPath` (a GRU next-concept
+model trained on real student sequences, decoded greedily among the candidates).
 """
 
 from __future__ import annotations
