@@ -187,7 +187,7 @@ def test_reproduction_suite_steps_are_checked_first(monkeypatch):
     suite = reproduce.load_suite({"suite": "t", "seeds": [1], "papers": {"p": {"steps": {
         "a": {"command": "train", "overrides": ["model=bpr"]},
         "b": {"command": "train", "overrides": ["model=bpr", "model.embedding_dim=0"]}},
-        "checks": [{"step": "a", "metric": "test.recall@20", "basis": "test"}]}}})
+        "checks": [{"step": "a", "metric": "test.recall@20", "basis": "test", "kind": "report"}]}}})
     with pytest.raises(ConfigError) as info:
         cli.check_suite_steps(suite, [])
     assert "reproduction step p/b" in info.value.render() and info.value.field == "model.embedding_dim"
