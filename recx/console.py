@@ -71,7 +71,7 @@ def print_metrics(results: dict[str, Any], *, title: str, run_dir: Path | None =
             line += "; " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if "@" in k and not k.startswith("cold"))
         out.print(line, markup=False)
     if results.get("lis"):
-        print_lis(results["lis"], title="LIS / AIS (post-training, reconstructed definition: see README)")
+        print_lis(results["lis"], title="LIS / AIS (post-training, reconstructed definition: see docs/topn.md)")
     if run_dir is not None:
         out.print(f"run folder: {run_dir}", markup=False)
 

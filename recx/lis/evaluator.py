@@ -1,7 +1,7 @@
 """The LIS evaluator: AIS of item representations and LIS of preference data, against a trained recommender.
 
 **Definition implemented** (a reconstruction: the paper, arXiv 2508.04963, has no public code or formula; see
-README "LIS" for the sources). With ``s_R(u, i)`` the recommender's score and ``h(u, i)`` one extra signal
+docs/topn.md "LIS" for the sources). With ``s_R(u, i)`` the recommender's score and ``h(u, i)`` one extra signal
 (:mod:`recx.lis.signals`), a *light ranker* scores ``r(u, i) = w_R · z_R(s_R) + w_h · z_h(h)``, where ``z`` standardises
 a signal with the mean and standard deviation it has on the fitting sample. The two weights are fitted by pairwise
 logistic regression (``min Σ softplus(-(r(u,i⁺) - r(u,i⁻)))`` + a small L2 term, L-BFGS, starting from the recommender
