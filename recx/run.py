@@ -75,7 +75,16 @@ def build_datamodule(cfg: DictConfig):
         mask_valid_at_test=cfg.metric.get("mask_valid_at_test", True),
         eval_memory_budget_mb=cfg.metric.get("memory_budget_mb", 256),
         seed=cfg.seed,
+        **({"negatives": str(protocol_of(cfg).get("negatives", "catalogue"))}
+           if protocol_of(cfg).get("negatives") not in (None, "catalogue") else {}),
     )
+
+
+def protocol_of(cfg: DictConfig) -> dict[str, Any]:
+    """The run's evaluation/training protocol node (``protocol=recx|mmrec``); ``{}`` for configs without one (old
+    checkpoints, library use)."""
+    node = cfg.get("protocol")
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
 def build_net(model_cfg: DictConfig, data, plugin: DictConfig | None = None):
@@ -116,7 +125,8 @@ def build_module(cfg: DictConfig, net):
     return TopNModule(net, metrics=list(cfg.metric.metrics), ks=list(cfg.metric.ks), monitor=cfg.metric.monitor,
                       scorer=cfg.metric.get("scorer", "torch"),
                       memory_budget_mb=cfg.metric.get("memory_budget_mb", 256),
-                      cold_threshold=cfg.metric.get("cold_threshold"), seed=cfg.seed, **optim)
+                      cold_threshold=cfg.metric.get("cold_threshold"), seed=cfg.seed,
+                      metric_decimals=protocol_of(cfg).get("metric_decimals"), **optim)
 
 
 def check_hardware(hardware: DictConfig) -> None:
@@ -206,6 +216,24 @@ def conventions(cfg: DictConfig, dm) -> dict:
         "model_selection": f"checkpoint with the best validation {cfg.metric.monitor}; test metrics are never used "
                            "for selection or early stopping",
         "split": describe(dm.split_strategy) if dm.split_strategy is not None else None,
+        "protocol": protocol_conventions(cfg, dm),
+    }
+
+
+def protocol_conventions(cfg: DictConfig, dm) -> dict[str, Any]:
+    """Which protocol ran and what it switched (conventions.json): negatives, rounding, stopping, the regulariser."""
+    protocol = protocol_of(cfg)
+    early = cfg.callbacks.get("early_stopping") or {}
+    return {
+        "name": protocol.get("name", "recx"),
+        "negatives": getattr(dm, "negatives", "catalogue"),
+        "metric_decimals": protocol.get("metric_decimals"),
+        "early_stopping": ({"monitor": f"val/{cfg.metric.monitor}", "stop_after_non_improving": early.get("patience"),
+                            "improvement": f"strictly greater than the best (min_delta {early.get('min_delta', 0.0)})"}
+                           if early.get("enabled", False) else None),
+        "max_epochs": cfg.trainer.get("max_epochs"),
+        "test_epoch": "the best validation epoch (its checkpoint)",
+        "reg_form": cfg.model.get("reg_form"),
     }
 
 
