@@ -121,3 +121,23 @@ def test_a_protocol_mmrec_run_rounds_metrics_and_records_the_protocol(compose_tr
     assert conventions["protocol"]["name"] == "mmrec" and conventions["protocol"]["negatives"] == "train_items"
     assert conventions["protocol"]["early_stopping"]["stop_after_non_improving"] == 21
     assert conventions["masked_at_test"] == ["train"] and conventions["protocol"]["reg_form"] == "emb"
+
+
+def test_lattice_rw_self_loops_is_row_stochastic_with_self_loops(compose_train):
+    from recx.run import build_datamodule, build_net
+
+    cfg = compose_train("model=lattice", "protocol=mmrec")
+    assert cfg.model.ui_norm == "rw_self_loops"
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    net = build_net(cfg.model, dm.data)
+    dense = net.adjacency.to_dense()
+    assert torch.allclose(dense.sum(1), torch.ones(dense.shape[0]))  # D^-1 (A + I): rows sum to 1
+    assert (dense.diagonal() > 0).all()
+    assert torch.allclose(net.adjacency_t.to_dense(), dense.T)
+    recx_default = build_net(compose_train("model=lattice").model, dm.data)
+    assert (recx_default.adjacency.to_dense().diagonal() == 0).all()  # recx: D^-1/2 A D^-1/2, no self loops
+    net.train()
+    batch = {k: v[:32] for k, v in dm.epoch_triplets(0).items()}
+    net.loss(batch).backward()  # the non-symmetric propagation trains
+    assert net.user_embedding.weight.grad.abs().sum() > 0
