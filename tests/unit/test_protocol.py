@@ -141,3 +141,30 @@ def test_lattice_rw_self_loops_is_row_stochastic_with_self_loops(compose_train):
     batch = {k: v[:32] for k, v in dm.epoch_triplets(0).items()}
     net.loss(batch).backward()  # the non-symmetric propagation trains
     assert net.user_embedding.weight.grad.abs().sum() > 0
+
+
+def test_slmrec_dot_fac_logits_are_raw_inner_products(compose_train):
+    import torch.nn.functional as F
+
+    from recx.run import build_datamodule, build_net
+
+    cfg = compose_train("model=slmrec", "protocol=mmrec")
+    assert cfg.model.fac_logits == "dot"
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    net = build_net(cfg.model, dm.data)
+    views = torch.randn(16, (len(net.modalities) + 1) * net.embedding_dim)
+    blocks = views.split(net.embedding_dim, dim=1)
+    anchor, expected = blocks[0], {"dot": 0.0, "cosine": 0.0}
+    labels = torch.arange(16)
+    for m in range(len(net.modalities)):
+        anchor = net.fac_anchor[m](anchor)
+        target = net.fac_modality[m](blocks[m + 1])
+        expected["dot"] += F.cross_entropy(anchor @ target.T / 0.2, labels).item()
+        expected["cosine"] += F.cross_entropy(F.normalize(anchor, dim=-1) @ F.normalize(target, dim=-1).T / 0.2,
+                                              labels).item()
+    assert net.fac_loss(views).item() == pytest.approx(expected["dot"], rel=1e-5)
+    net.fac_logits = "cosine"
+    assert net.fac_loss(views).item() == pytest.approx(expected["cosine"], rel=1e-5)
+    assert expected["dot"] != pytest.approx(expected["cosine"], rel=1e-2)
