@@ -168,3 +168,21 @@ def test_slmrec_dot_fac_logits_are_raw_inner_products(compose_train):
     net.fac_logits = "cosine"
     assert net.fac_loss(views).item() == pytest.approx(expected["cosine"], rel=1e-5)
     assert expected["dot"] != pytest.approx(expected["cosine"], rel=1e-2)
+
+
+def test_mmgcn_mmrec_variant_freezes_ids_and_feeds_text_raw(compose_train):
+    from recx.run import build_datamodule, build_net
+
+    cfg = compose_train("model=mmgcn", "protocol=mmrec")
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    net = build_net(cfg.model, dm.data)
+    assert cfg.model.n_layers == 3 and len(net.branches["text"].conv) == 3
+    assert net.branches["text"].projection is None and net.branches["image"].projection is not None
+    assert net.branches["text"].preference.shape[1] == dm.data.item_features["text"].shape[1]
+    before = net.id_embedding.detach().clone()
+    net.loss({k: v[:32] for k, v in dm.epoch_triplets(0).items()}).backward()
+    assert net.id_embedding.grad is None and all(b.preference.grad is None for b in net.branches.values())
+    assert torch.equal(net.id_embedding, before)
+    recx_net = build_net(compose_train("model=mmgcn").model, dm.data)
+    assert recx_net.id_embedding.requires_grad and recx_net.branches["text"].projection is not None
