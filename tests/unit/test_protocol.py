@@ -64,7 +64,7 @@ def test_protocol_mmrec_composes_mmrecs_settings_and_recx_stays_default():
         1e-3, "emb", "full", "text_first")
     assert cli.compose("train", ["model=freedom", "protocol=mmrec"]).model.finetune_features is True
     assert cli.compose("train", ["model=slmrec", "protocol=mmrec"]).model.weight_decay == 1e-4
-    assert cli.compose("train", ["model=grcn", "protocol=mmrec"]).model.n_layers == 3
+    assert cli.compose("train", ["model=grcn", "protocol=mmrec"]).model.n_routing == 0
     rx = cli.compose("train", ["model=vbpr"])
     assert (rx.protocol.name, rx.protocol.negatives, rx.protocol.metric_decimals) == ("recx", "catalogue", None)
     assert rx.metric.mask_valid_at_test is True and rx.callbacks.early_stopping.patience == 20
