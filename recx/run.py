@@ -66,6 +66,9 @@ def build_datamodule(cfg: DictConfig):
         raise ConfigError(f"model '{cfg.model.name}' reads item features but dataset '{cfg.dataset.name}' lists no "
                           "modalities", field="dataset.modalities",
                           fix="set dataset.modalities=[...] or choose an ID-based model (bpr, lightgcn)")
+    negatives = str(protocol_of(cfg).get("negatives") or "catalogue")
+    # passed only when it differs from the default, so a user's own datamodule need not know the key
+    protocol_kwargs = {} if negatives == "catalogue" else {"negatives": negatives}
     return construct(
         cfg.dataset.datamodule,
         source=construct(cfg.dataset.source),
@@ -75,8 +78,7 @@ def build_datamodule(cfg: DictConfig):
         mask_valid_at_test=cfg.metric.get("mask_valid_at_test", True),
         eval_memory_budget_mb=cfg.metric.get("memory_budget_mb", 256),
         seed=cfg.seed,
-        **({"negatives": str(protocol_of(cfg).get("negatives", "catalogue"))}
-           if protocol_of(cfg).get("negatives") not in (None, "catalogue") else {}),
+        **protocol_kwargs,
     )
 
 
