@@ -10,6 +10,9 @@ noisier than that (on 600 users one seed's test Recall@20 moves by ~0.01, so ±0
 seeds per side; docs/mmrec_parity.md gives the numbers). A systematic protocol difference (e.g. the regulariser form,
 validation items masked at test, the negatives' pool) moves these means by more than that.
 
+A record with a ``known_gap`` (measured outside the tolerance, with the suspected cause) is an expected failure
+until that gap is closed.
+
 Each model trains for minutes (up to 1000 epochs at lr 1e-3 with early stopping), so these run only with
 ``RECX_PARITY=1`` (``RECX_PARITY=1 pytest tests/parity -m slow``); the metric parity test
 (test_mmrec_metrics.py) always runs.
@@ -62,6 +65,8 @@ def test_protocol_mmrec_matches_mmrec(model, compose_train, tmp_path):
     from recx.run import train
 
     record = RECORDS[model]
+    if record.get("known_gap"):  # measured outside the tolerance; the record says how far and what is suspected
+        pytest.xfail(record["known_gap"])
     gen = record["generator"]
     folder = tmp_path / gen["name"]
     generator()(folder, seed=gen["seed"], n_users=gen["users"], n_items=gen["items"])
