@@ -66,6 +66,9 @@ def build_datamodule(cfg: DictConfig):
         raise ConfigError(f"model '{cfg.model.name}' reads item features but dataset '{cfg.dataset.name}' lists no "
                           "modalities", field="dataset.modalities",
                           fix="set dataset.modalities=[...] or choose an ID-based model (bpr, lightgcn)")
+    negatives = str(protocol_of(cfg).get("negatives") or "catalogue")
+    # passed only when it differs from the default, so a user's own datamodule need not know the key
+    protocol_kwargs = {} if negatives == "catalogue" else {"negatives": negatives}
     return construct(
         cfg.dataset.datamodule,
         source=construct(cfg.dataset.source),
@@ -75,7 +78,15 @@ def build_datamodule(cfg: DictConfig):
         mask_valid_at_test=cfg.metric.get("mask_valid_at_test", True),
         eval_memory_budget_mb=cfg.metric.get("memory_budget_mb", 256),
         seed=cfg.seed,
+        **protocol_kwargs,
     )
+
+
+def protocol_of(cfg: DictConfig) -> dict[str, Any]:
+    """The run's evaluation/training protocol node (``protocol=recx|mmrec``); ``{}`` for configs without one (old
+    checkpoints, library use)."""
+    node = cfg.get("protocol")
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
 def build_net(model_cfg: DictConfig, data, plugin: DictConfig | None = None):
@@ -116,7 +127,8 @@ def build_module(cfg: DictConfig, net):
     return TopNModule(net, metrics=list(cfg.metric.metrics), ks=list(cfg.metric.ks), monitor=cfg.metric.monitor,
                       scorer=cfg.metric.get("scorer", "torch"),
                       memory_budget_mb=cfg.metric.get("memory_budget_mb", 256),
-                      cold_threshold=cfg.metric.get("cold_threshold"), seed=cfg.seed, **optim)
+                      cold_threshold=cfg.metric.get("cold_threshold"), seed=cfg.seed,
+                      metric_decimals=protocol_of(cfg).get("metric_decimals"), **optim)
 
 
 def check_hardware(hardware: DictConfig) -> None:
@@ -207,6 +219,24 @@ def conventions(cfg: DictConfig, dm) -> dict:
         "model_selection": f"checkpoint with the best validation {cfg.metric.monitor}; test metrics are never used "
                            "for selection or early stopping",
         "split": describe(dm.split_strategy) if dm.split_strategy is not None else None,
+        "protocol": protocol_conventions(cfg, dm),
+    }
+
+
+def protocol_conventions(cfg: DictConfig, dm) -> dict[str, Any]:
+    """Which protocol ran and what it switched (conventions.json): negatives, rounding, stopping, the regulariser."""
+    protocol = protocol_of(cfg)
+    early = cfg.callbacks.get("early_stopping") or {}
+    return {
+        "name": protocol.get("name", "recx"),
+        "negatives": getattr(dm, "negatives", "catalogue"),
+        "metric_decimals": protocol.get("metric_decimals"),
+        "early_stopping": ({"monitor": f"val/{cfg.metric.monitor}", "stop_after_non_improving": early.get("patience"),
+                            "improvement": f"strictly greater than the best (min_delta {early.get('min_delta', 0.0)})"}
+                           if early.get("enabled", False) else None),
+        "max_epochs": cfg.trainer.get("max_epochs"),
+        "test_epoch": "the best validation epoch (its checkpoint)",
+        "reg_form": cfg.model.get("reg_form"),
     }
 
 

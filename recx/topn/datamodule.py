@@ -1,7 +1,9 @@
 """The top-N datamodule: prepared interactions in, BPR triplet batches and evaluation user batches out.
 
 Training batches are built per epoch from a generator seeded with ``(seed, epoch)``: a permutation of the training
-pairs plus one sampled negative per pair. Because the batches depend on the epoch number only, a run resumed from a
+pairs plus one sampled negative per pair, drawn from the whole catalogue (``negatives=catalogue``, recx) or only from
+the items that occur in training (``negatives=train_items``, MMRec: its sampler draws from the training frame's
+items), never an item the user saw in training. Because the batches depend on the epoch number only, a run resumed from a
 checkpoint sees exactly the batches the uninterrupted run would have seen (``resume=true`` reproduces the metrics).
 
 Evaluation batches are chunks of user ids (only users with held-out items in that split; the others are counted as
@@ -20,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from recx.data.interactions import InteractionData, pairs_to_csr
 from recx.data.prepare import default_data_dir, prepare
 from recx.scoring.topk import chunk_size_for
+from recx.errors import ConfigError
 from recx.topn.sampling import pair_keys, sample_negatives
 from recx.training import eval_sampler
 
@@ -43,6 +46,10 @@ def _identity(batch):
     return batch
 
 
+#: where BPR negatives are drawn from: every item, or only items with a training interaction (MMRec)
+NEGATIVE_POOLS = ("catalogue", "train_items")
+
+
 class TopNDataModule(pl.LightningDataModule):
     """Serves one prepared top-N dataset to a :class:`~recx.topn.module.TopNModule`.
 
@@ -53,7 +60,7 @@ class TopNDataModule(pl.LightningDataModule):
     def __init__(self, source: Any = None, split: Any = None, data: InteractionData | None = None,
                  modalities: tuple[str, ...] | list[str] = (), data_dir: str | Path | None = None,
                  batch_size: int = 2048, eval_memory_budget_mb: int = 256, mask_valid_at_test: bool = True,
-                 seed: int = 0, num_workers: int = 0) -> None:
+                 seed: int = 0, num_workers: int = 0, negatives: str = "catalogue") -> None:
         super().__init__()
         self.source, self.split_strategy = source, split
         self.modalities = tuple(modalities)
@@ -63,6 +70,11 @@ class TopNDataModule(pl.LightningDataModule):
         self.mask_valid_at_test = mask_valid_at_test
         self.seed = seed
         self.num_workers = num_workers
+        if negatives not in NEGATIVE_POOLS:
+            raise ConfigError(f"unknown negative pool '{negatives}'", field="protocol.negatives",
+                              fix=f"use one of {list(NEGATIVE_POOLS)} (train_items = MMRec's sampler)")
+        self.negatives = negatives
+        self._negative_pool: torch.Tensor | None = None
         self.data = data
         self._train_keys: torch.Tensor | None = None
         self._csr_cache: dict = {}
@@ -77,6 +89,8 @@ class TopNDataModule(pl.LightningDataModule):
             self.data = prepare(self.source, self.split_strategy, self.data_dir, modalities=self.modalities)
         if self._train_keys is None:
             self._train_keys = pair_keys(self.data.train, self.data.n_items)
+        if self.negatives == "train_items" and self._negative_pool is None:
+            self._negative_pool = torch.unique(self.data.train[:, 1])
 
     # --------------------------------------------------------- eval contract
     def seen_csr(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +136,7 @@ class TopNDataModule(pl.LightningDataModule):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         pairs = self.data.train[torch.randperm(self.data.train.shape[0], generator=g)]
         users = pairs[:, 0].contiguous()
-        neg = sample_negatives(users, self.data.n_items, self._train_keys, g)
+        neg = sample_negatives(users, self.data.n_items, self._train_keys, g, pool=self._negative_pool)
         return {"users": users, "pos": pairs[:, 1].contiguous(), "neg": neg}
 
     def train_dataloader(self) -> DataLoader:

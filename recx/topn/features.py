@@ -34,9 +34,19 @@ def normalize_features(feats: torch.Tensor, feature_norm: str) -> torch.Tensor:
                       fix="use none, standard or l2")
 
 
-def stack_features(data: InteractionData, feature_norm: str = "none") -> torch.Tensor:
-    """All loaded modalities concatenated into one ``[n_items, Σd]`` matrix (VBPR's content vector)."""
-    return torch.cat(list(modality_features(data, feature_norm).values()), dim=1)
+def stack_features(data: InteractionData, feature_norm: str = "none", order: str = "modalities") -> torch.Tensor:
+    """All loaded modalities concatenated into one ``[n_items, Σd]`` matrix (VBPR's content vector).
+
+    ``order="modalities"`` keeps ``dataset.modalities`` order; ``"text_first"`` puts text before the others, as
+    MMRec's VBPR concatenates ``(text, image)``.
+    """
+    features = modality_features(data, feature_norm)
+    if order == "text_first":
+        features = dict(sorted(features.items(), key=lambda kv: kv[0] != "text"))
+    elif order != "modalities":
+        raise ConfigError(f"unknown feature_order '{order}'", field="model.feature_order",
+                          fix="use modalities (dataset.modalities order) or text_first (MMRec's VBPR)")
+    return torch.cat(list(features.values()), dim=1)
 
 
 #: MMRec's ``mm_image_weight`` 0.1 (FREEDOM, DRAGON): the item–item graph is 0.1·S_image + 0.9·S_text.

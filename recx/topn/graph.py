@@ -93,12 +93,28 @@ def bipartite_aggregation_adjacency(pairs: torch.Tensor, n_users: int, n_items: 
     return to_csr(torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=True).coalesce())
 
 
-def lightgcn_propagate(adjacency: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torch.Tensor:
-    """LightGCN's layer combination: ``mean(E, ÂE, Â²E, …, Â^L E)`` over a symmetric normalised adjacency."""
+def random_walk_self_loop_adjacency(pairs: torch.Tensor, n_users: int, n_items: int) -> tuple[torch.Tensor,
+                                                                                                 torch.Tensor]:
+    """``D⁻¹(A + I)`` of the user–item graph (NGCF's random-walk normalisation with self loops, which LATTICE's
+    official code and MMRec feed their LightGCN), as CSR, with its transpose (it is not symmetric)."""
+    keys = torch.unique(pairs[:, 0].long() * n_items + pairs[:, 1].long())
+    users, items = keys // n_items, keys % n_items + n_users
+    n = n_users + n_items
+    loops = torch.arange(n)
+    rows, cols = torch.cat([users, items, loops]), torch.cat([items, users, loops])
+    values = 1.0 / torch.bincount(rows, minlength=n).float()[rows]
+    matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=True).coalesce()
+    return to_csr(matrix), to_csr(matrix.t().coalesce())
+
+
+def lightgcn_propagate(adjacency: torch.Tensor, ego: torch.Tensor, n_layers: int,
+                       transpose: torch.Tensor | None = None) -> torch.Tensor:
+    """LightGCN's layer combination: ``mean(E, ÂE, Â²E, …, Â^L E)``; ``Â`` symmetric unless its ``transpose`` is
+    given (then the backward uses it)."""
     layers = [ego]
     x = ego
     for _ in range(n_layers):
-        x = symmetric_spmm(adjacency, x)
+        x = symmetric_spmm(adjacency, x) if transpose is None else sparse_matmul(adjacency, transpose, x)
         layers.append(x)
     return torch.stack(layers).mean(0)
 

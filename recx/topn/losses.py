@@ -5,21 +5,41 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from recx.errors import ConfigError
+
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Bayesian Personalised Ranking: ``mean(-log σ(s⁺ - s⁻))`` (Rendle et al., 2009), numerically stable."""
     return F.softplus(neg_scores - pos_scores).mean()
 
 
-def l2_penalty(*embeddings: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``½ Σ‖e‖² / batch_size`` over the embeddings used in a batch (the LightGCN paper's regulariser).
+#: the regulariser forms a model's ``reg_form`` key accepts (see :func:`l2_penalty`)
+REG_FORMS = ("l2", "emb")
 
-    Applied to the *ego* (layer-0) embeddings looked up for the batch, so the penalty scales with the batch, not the
-    table, as in LightGCN. This is **not** MMRec's form: MMRec's ``EmbLoss`` sums the *unsquared* Frobenius norms of
-    the looked-up embeddings and divides by the batch size (``Σ‖e‖ / B``), so the same ``reg_weight`` means a
-    different penalty in the two codes. Multiply by ``reg_weight`` at the call site.
+
+def check_reg_form(form: str) -> str:
+    """``form`` if it is one of :data:`REG_FORMS`, else a ConfigError naming ``model.reg_form`` (at construction)."""
+    if form not in REG_FORMS:
+        raise ConfigError(f"unknown regulariser form '{form}'", field="model.reg_form",
+                          fix=f"use one of {list(REG_FORMS)} (emb = MMRec's EmbLoss, set by protocol=mmrec)")
+    return form
+
+
+def l2_penalty(*embeddings: torch.Tensor, batch_size: int, form: str = "l2") -> torch.Tensor:
+    """The embedding regulariser over the rows used in a batch; multiply by ``reg_weight`` at the call site.
+
+    * ``form="l2"`` (recx's default): ``½ Σ‖e‖² / batch_size``, the LightGCN paper's regulariser, applied to the
+      *ego* (layer-0) embeddings looked up for the batch, so the penalty scales with the batch, not the table.
+    * ``form="emb"``: MMRec's ``EmbLoss`` (``protocol=mmrec``): the *unsquared* Frobenius norm of each looked-up
+      block, summed, divided by the batch size (``Σ‖e‖_F / B``). The same ``reg_weight`` therefore means a different
+      penalty in the two forms; MMRec's published ``reg_weight`` grids refer to this one.
     """
-    return sum(e.pow(2).sum() for e in embeddings) / (2.0 * batch_size)
+    if form == "l2":
+        return sum(e.pow(2).sum() for e in embeddings) / (2.0 * batch_size)
+    if form == "emb":
+        return sum(torch.linalg.vector_norm(e) for e in embeddings) / batch_size
+    raise ConfigError(f"unknown regulariser form '{form}'", field="model.reg_form",
+                      fix=f"use one of {list(REG_FORMS)} (emb = MMRec's EmbLoss, set by protocol=mmrec)")
 
 
 def info_nce(anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:

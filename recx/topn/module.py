@@ -36,6 +36,7 @@ class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
         memory_budget_mb: int = 256,
         cold_threshold: int | None = None,
         seed: int = 0,
+        metric_decimals: int | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -46,6 +47,9 @@ class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
         self.scorer, self.memory_budget_mb = scorer, memory_budget_mb
         self.cold_threshold = cold_threshold
         self.seed = seed
+        #: round every metric to this many decimals before it is logged, selected on and reported (MMRec: 4, so
+        #: early stopping and the best epoch see the rounded values and a tie at 4 decimals is no improvement)
+        self.metric_decimals = metric_decimals
         self.results: dict[str, dict[str, float]] = {}
         #: the resolved run config, stored in every checkpoint so `recx eval` can rebuild the run from it alone
         self.recx_config: dict[str, Any] | None = None
@@ -102,10 +106,14 @@ class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
     def _finish(self, stage: str) -> dict[str, float]:
         split = STAGE_SPLIT[stage]
         values = {k: float(v) for k, v in self._metric.compute().items()}
+        if self.metric_decimals is not None:
+            values = {k: round(v, self.metric_decimals) if "@" in k else v for k, v in values.items()}
         values["n_skipped_users"] = values.get("n_skipped_users", 0.0) + self._skipped
         if self._cold_metric is not None:
             # the cold-start view: the same top-K lists judged on held-out items with few training interactions only
             cold = {k: float(v) for k, v in self._cold_metric.compute().items()}
+            if self.metric_decimals is not None:
+                cold = {k: round(v, self.metric_decimals) if "@" in k else v for k, v in cold.items()}
             values.update({f"cold/{k}": v for k, v in cold.items() if "@" in k})
             values["cold/n_users"] = cold.get("n_users", 0.0)
             values["cold/n_items"] = float(self._n_cold)

@@ -26,16 +26,26 @@ def contains(sorted_keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
 
 
 def sample_negatives(users: torch.Tensor, n_items: int, seen_keys: torch.Tensor, generator: torch.Generator,
-                     max_rounds: int = 100) -> torch.Tensor:
-    """One negative item per entry of ``users``, never an item the user has seen in training."""
-    negatives = torch.randint(n_items, users.shape, generator=generator)
+                     max_rounds: int = 100, pool: torch.Tensor | None = None) -> torch.Tensor:
+    """One negative item per entry of ``users``, never an item the user has seen in training.
+
+    Uniform over all ``n_items``, or over the item ids in ``pool`` when given (MMRec draws from the items that occur
+    in training only, so an item seen only in valid/test, or never, is never a negative).
+    """
+    size = n_items if pool is None else int(pool.numel())
+
+    def draw(shape):
+        index = torch.randint(size, shape, generator=generator)
+        return index if pool is None else pool[index]
+
+    negatives = draw(users.shape)
     todo = torch.arange(users.shape[0])
     for _ in range(max_rounds):
         clash = contains(seen_keys, users[todo] * n_items + negatives[todo])
         todo = todo[clash]
         if todo.numel() == 0:
             return negatives
-        negatives[todo] = torch.randint(n_items, todo.shape, generator=generator)
+        negatives[todo] = draw(todo.shape)
     worst = int(users[todo[0]])
     raise DataError(f"could not sample a negative item for user {worst} in {max_rounds} rounds: "
                     "the user has interacted with (almost) every item", field="train",

@@ -30,7 +30,8 @@ Deliberate differences:
 * Modalities are generic: one projection, one original graph and one importance scalar per loaded modality
   (the paper/MMRec hard-code image + text; with two modalities the math is the same).
 * The user–item graph is recx's LightGCN adjacency ``D^-1/2 A D^-1/2`` without self loops (the paper says LightGCN);
-  the official code and MMRec feed LightGCN the NGCF-style ``D^-1 (A + I)`` (random-walk, with self loops).
+  the official code and MMRec feed LightGCN the NGCF-style ``D^-1 (A + I)`` (random-walk, with self loops):
+  ``ui_norm=rw_self_loops`` (set by ``protocol=mmrec``) uses that one.
 * Raw features are frozen by default (the paper treats them as pre-extracted); the official code and MMRec wrap them in
   ``nn.Embedding.from_pretrained(freeze=False)``, so the first batch of every epoch also nudges the raw features.
   ``finetune_features=true`` restores that behaviour.
@@ -49,7 +50,8 @@ from torch import nn
 
 from recx.data.interactions import InteractionData
 from recx.topn.features import modality_features
-from recx.topn.graph import lightgcn_propagate, train_adjacency
+from recx.errors import ConfigError
+from recx.topn.graph import lightgcn_propagate, random_walk_self_loop_adjacency, train_adjacency
 from recx.topn.knn import CombinedGraph, KNNGraph, cached_knn_graph, learned_knn_graph, normalize_weights
 from recx.topn.layers import Projector
 from recx.topn.losses import gather_triplet, l2_penalty, triplet_bpr
@@ -58,13 +60,14 @@ from recx.topn.models.base import TopNModel
 
 class LATTICE(TopNModel):
     #: data-derived attributes that follow the parameters' device (see DerivedState)
-    derived = ("adjacency", "original_graphs")
+    derived = ("adjacency", "adjacency_t", "original_graphs")
 
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, feat_embed_dim: int = 64, knn_k: int = 10,
                  lambda_coeff: float = 0.9, n_layers: int = 1, n_ui_layers: int = 2, reg_weight: float = 1e-5,
-                 feature_norm: str = "none", finetune_features: bool = False) -> None:
+                 feature_norm: str = "none", finetune_features: bool = False,
+                 ui_norm: str = "sym") -> None:
         super().__init__(data.n_users, data.n_items)
         if not 0.0 <= lambda_coeff <= 1.0:
             raise ValueError(f"lambda_coeff must be in [0, 1], got {lambda_coeff}")
@@ -87,7 +90,13 @@ class LATTICE(TopNModel):
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
         # Derived from the data, never checkpointed (moved with the parameters: `derived`).
-        self.adjacency = train_adjacency(data)
+        if ui_norm == "sym":
+            self.adjacency, self.adjacency_t = train_adjacency(data), None
+        elif ui_norm == "rw_self_loops":
+            self.adjacency, self.adjacency_t = random_walk_self_loop_adjacency(data.train, data.n_users, data.n_items)
+        else:
+            raise ConfigError(f"unknown ui_norm '{ui_norm}'", field="model.ui_norm",
+                              fix="use sym (D^-1/2 A D^-1/2, LightGCN) or rw_self_loops (D^-1 (A+I), MMRec's LATTICE)")
         self.original_graphs = [cached_knn_graph(data, m, knn_k, weighting="similarity", normalization="sym")
                                 for m in self.modalities]
         self._epoch_graph: CombinedGraph | None = None  # this epoch's item graph, detached after its first batch
@@ -139,7 +148,7 @@ class LATTICE(TopNModel):
         for _ in range(self.n_layers):
             h = graph.propagate(h)
         ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        final = lightgcn_propagate(self.adjacency, ego, self.n_ui_layers)
+        final = lightgcn_propagate(self.adjacency, ego, self.n_ui_layers, transpose=self.adjacency_t)
         users, items = final[: self.n_users], final[self.n_users:]
         return users, items + F.normalize(h, p=2, dim=1)
 

@@ -28,6 +28,10 @@ Deliberate differences
   ``l2_penalty`` (½Σ‖·‖²/B) on the batch rows of the ID embeddings and of every modality's preferences, i.e. MMRec's
   ``reg_weight`` r corresponds to about r/d here (d = 64). (6) Modalities are fused by a mean, as MMRec
   (``representation /= num_modal``); the paper writes a sum (the same up to a constant factor of the scores' scale).
+* MMRec's variant, one key each (``protocol=mmrec`` sets all three): ``n_layers: 3`` (what its GCN runs);
+  ``freeze_id_and_preferences: true`` (ID embeddings and user preferences stay at their random init, as MMRec's plain
+  tensors do); ``raw_modalities: [text]`` (that modality enters unprojected, at its raw width; names that are not
+  loaded are ignored).
 * vs the paper: the max-aggregation variant and the "no ID embedding" ablation are not offered.
 """
 
@@ -90,7 +94,8 @@ class MMGCN(TopNModel):
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 2, latent_dim: int | None = 256,
                  aggregation: str = "mean", combination: str = "concat", reg_weight: float = 1e-4,
-                 feature_norm: str = "none") -> None:
+                 feature_norm: str = "none", freeze_id_and_preferences: bool = False,
+                 raw_modalities: tuple[str, ...] | list[str] = ()) -> None:
         super().__init__(data.n_users, data.n_items)
         if combination not in ("concat", "sum"):
             raise ConfigError(f"unknown combination '{combination}'", field="model.combination",
@@ -102,11 +107,17 @@ class MMGCN(TopNModel):
         self.modalities = list(features)
         for name, feats in features.items():  # derived from the data: moves with the model, not checkpointed
             self.register_buffer(f"features_{name}", feats, persistent=False)
+        # names that are not loaded are ignored, so protocol=mmrec's [text] also runs on image-only data
         self.branches = nn.ModuleDict({
-            name: _ModalityBranch(data.n_users, feats.shape[1], embedding_dim, latent_dim, n_layers, combination)
+            name: _ModalityBranch(data.n_users, feats.shape[1], embedding_dim,
+                                  None if name in raw_modalities else latent_dim, n_layers, combination)
             for name, feats in features.items()})
         self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(data.n_users + data.n_items,
                                                                             embedding_dim)))
+        if freeze_id_and_preferences:  # MMRec: plain tensors the optimiser never sees (kept in checkpoints)
+            self.id_embedding.requires_grad_(False)
+            for branch in self.branches.values():
+                branch.preference.requires_grad_(False)
         # Not a buffer: derived from the data, kept out of checkpoints (listed in `derived`).
         self.adjacency = bipartite_aggregation_adjacency(data.train, data.n_users, data.n_items, aggregation)
         self.adjacency_t = transpose_csr(self.adjacency)

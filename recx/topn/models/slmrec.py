@@ -29,7 +29,8 @@ Deliberate differences from the official code / MMRec:
 
 * FAC logits are cosine similarities over the temperature (recx's shared ``info_nce``); the official ``fac`` divides
   raw inner products of the projected vectors by ``ssl_temp``. The main task and SLMRec's FD/FM tasks already use
-  cosine, and bounded logits keep the τ=0.2 contrast from being won by growing vector norms;
+  cosine, and bounded logits keep the τ=0.2 contrast from being won by growing vector norms.
+  ``fac_logits=dot`` (set by ``protocol=mmrec``) uses the official/MMRec dot-product logits;
 * modalities are generic. MMRec (image + text) keeps the official chain ``iv → iva → ivat`` but with the acoustic
   contrast commented out, so its text space is reached through two stacked linear maps (d→d→d/2) with nothing in
   between; recx uses one linear map d→d/2 there (the same function class);
@@ -44,9 +45,11 @@ Deliberate differences from the official code / MMRec:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recx.data.interactions import InteractionData
+from recx.errors import ConfigError
 from recx.topn.features import modality_features
 from recx.topn.graph import lightgcn_propagate, train_adjacency
 from recx.topn.layers import Projector
@@ -75,7 +78,7 @@ class SLMRec(TopNModel):
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 3, temperature: float = 0.2,
                  ssl_alpha: float = 0.1, ssl_temperature: float = 0.2, ssl_task: str = "FAC",
-                 main_loss: str = "infonce", feature_norm: str = "l2") -> None:
+                 main_loss: str = "infonce", feature_norm: str = "l2", fac_logits: str = "cosine") -> None:
         super().__init__(data.n_users, data.n_items)
         if ssl_task != "FAC":
             raise ValueError(f"SLMRec: only the FAC self-supervised task is implemented, got ssl_task={ssl_task!r}")
@@ -84,6 +87,10 @@ class SLMRec(TopNModel):
         self.embedding_dim, self.n_layers = embedding_dim, n_layers
         self.temperature, self.ssl_alpha, self.ssl_temperature = temperature, ssl_alpha, ssl_temperature
         self.main_loss = main_loss
+        if fac_logits not in ("cosine", "dot"):
+            raise ConfigError(f"unknown fac_logits '{fac_logits}'", field="model.fac_logits",
+                              fix="use cosine (recx) or dot (the official code / MMRec: raw inner products / τ)")
+        self.fac_logits = fac_logits
         self.user_embedding = nn.Embedding(data.n_users, embedding_dim)
         self.item_embedding = nn.Embedding(data.n_items, embedding_dim)
         nn.init.xavier_uniform_(self.user_embedding.weight)
@@ -131,7 +138,12 @@ class SLMRec(TopNModel):
         anchor, loss = views[0], item_views.new_zeros(())
         for m in range(len(self.modalities)):
             anchor = self.fac_anchor[m](anchor)
-            loss = loss + info_nce(anchor, self.fac_modality[m](views[m + 1]), self.ssl_temperature)
+            target = self.fac_modality[m](views[m + 1])
+            if self.fac_logits == "cosine":
+                loss = loss + info_nce(anchor, target, self.ssl_temperature)
+            else:  # MMRec's fac: cross-entropy over raw inner products / τ, row i's positive is column i
+                logits = anchor @ target.T / self.ssl_temperature
+                loss = loss + F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
         return loss
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

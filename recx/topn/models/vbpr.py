@@ -2,8 +2,16 @@
 
 item_i = [θ_i ; E f_i] with f_i the concatenated modality features (``dataset.modalities``), E a learned linear map;
 user_u = [γ_u ; δ_u] of the same width. score = ⟨user_u, item_i⟩; loss = BPR + ``reg_weight``·½‖·‖²/B on the
-looked-up ID embeddings. As MMRec's VBPR: one projection of all modalities concatenated (MMRec orders text before
-image; recx keeps ``dataset.modalities`` order), no separate visual bias term.
+looked-up ID embeddings. As MMRec's VBPR: one projection of all modalities concatenated, no separate visual bias term.
+
+Deliberate differences from MMRec, each a key (``protocol=mmrec`` sets MMRec's value):
+
+* ``reg_scope``: ``ids`` (recx) regularises the user rows and the items' ID half θ_i only; MMRec (``full``)
+  regularises the whole item vectors ``[θ_i ; E f_i]``, i.e. also the projected-feature half (and so ``E``).
+* ``reg_form``: ``l2`` (½Σ‖·‖²/B) or MMRec's EmbLoss ``emb`` (Σ‖·‖/B).
+* ``feature_order``: ``modalities`` keeps ``dataset.modalities`` order in the concatenated content vector;
+  ``text_first`` is MMRec's ``cat(text, image)`` (the same model up to a permutation of E's columns, so only the
+  random initialisation differs).
 Because part of the item vector comes from features, an item with few training interactions still gets a sensible
 vector: that is the cold-item advantage features bring.
 """
@@ -15,7 +23,8 @@ from torch import nn
 
 from recx.data.interactions import InteractionData
 from recx.topn.features import stack_features
-from recx.topn.losses import bpr_loss, l2_penalty
+from recx.errors import ConfigError
+from recx.topn.losses import bpr_loss, check_reg_form, l2_penalty
 from recx.topn.models.base import TopNModel
 
 
@@ -23,11 +32,17 @@ class VBPR(TopNModel):
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, reg_weight: float = 1e-4,
-                 feature_norm: str = "none") -> None:
+                 feature_norm: str = "none", reg_form: str = "l2", reg_scope: str = "ids",
+                 feature_order: str = "modalities") -> None:
         super().__init__(data.n_users, data.n_items)
         self.reg_weight = reg_weight
+        self.reg_form = check_reg_form(reg_form)
+        if reg_scope not in ("ids", "full"):
+            raise ConfigError(f"unknown reg_scope '{reg_scope}'", field="model.reg_scope",
+                              fix="use ids (the ID half of the item vectors) or full (MMRec: the whole vectors)")
+        self.reg_scope = reg_scope
         # derived from the data (rebuilt at load time), so kept out of checkpoints
-        self.register_buffer("features", stack_features(data, feature_norm), persistent=False)
+        self.register_buffer("features", stack_features(data, feature_norm, order=feature_order), persistent=False)
         self.projection = nn.Linear(self.features.shape[1], embedding_dim)
         self.user_embedding = nn.Embedding(data.n_users, 2 * embedding_dim)
         self.item_embedding = nn.Embedding(data.n_items, embedding_dim)
@@ -48,5 +63,9 @@ class VBPR(TopNModel):
         u = self.user_embedding(users)
         i, j = self.item_vectors(pos), self.item_vectors(neg)
         ranking = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
-        reg = l2_penalty(u, self.item_embedding(pos), self.item_embedding(neg), batch_size=users.shape[0])
+        if self.reg_scope == "full":
+            reg = l2_penalty(u, i, j, batch_size=users.shape[0], form=self.reg_form)
+        else:
+            reg = l2_penalty(u, self.item_embedding(pos), self.item_embedding(neg), batch_size=users.shape[0],
+                             form=self.reg_form)
         return ranking + self.reg_weight * reg

@@ -1,0 +1,143 @@
+"""MMRec vs recx (``protocol=mmrec``) on one MMRec-layout folder: metrics side by side, speed and ratios.
+
+    python scripts/bench_vs_mmrec.py --mmrec /path/to/MMRec --data /path/to/folder \\
+        [--models BPR LightGCN VBPR FREEDOM] [--seeds 1 2] [--mmrec-python /path/to/MMRec/venv/bin/python] \\
+        [--record tests/parity --generator-seed 0]
+
+One process at a time (never both at once, so neither slows the other): for each model, MMRec through
+scripts/mmrec_driver.py under MMRec's own interpreter (all seeds in one process, as MMRec's main.py loops its seeds),
+then ``recx train ... protocol=mmrec`` once per seed. Both run with the settings in :data:`SETTINGS` (MMRec's grids
+collapsed to the value recx's protocol uses). Prints, per model: test Recall@20 / NDCG@20 (mean over seeds), train
+seconds per epoch, seconds per evaluation pass, wall seconds per seed (process start to exit), and recx's speed-up
+(MMRec time / recx time). ``--record DIR`` also writes DIR/mmrec_<model>.json, the parity record that
+tests/parity/test_mmrec_parity.py reads (it then needs ``--generator-seed``, the seed the folder was made with by
+scripts/make_mmrec_data.py, with its default size).
+
+recx's times come from its metrics.json: train s/epoch = (fit time − per-epoch validation) / epochs, with one
+validation pass timed as half of the final validate+test; MMRec's from timing its own ``_train_epoch`` and
+``evaluate`` (scripts/mmrec_driver.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: MMRec model -> (recx model, MMRec --set values matching what recx's protocol=mmrec runs)
+SETTINGS: dict[str, tuple[str, dict[str, str]]] = {
+    "BPR": ("bpr", {"reg_weight": "1e-4"}),
+    "LightGCN": ("lightgcn", {"n_layers": "3", "reg_weight": "1e-4"}),
+    "VBPR": ("vbpr", {"reg_weight": "1e-4"}),
+    "FREEDOM": ("freedom", {"dropout": "0.8", "reg_weight": "1e-3"}),
+    "LATTICE": ("lattice", {"reg_weight": "1e-5", "learning_rate": "1e-3"}),
+    "MMGCN": ("mmgcn", {"reg_weight": "1e-3", "learning_rate": "1e-3"}),
+    "GRCN": ("grcn", {"reg_weight": "1e-4", "learning_rate": "1e-3"}),
+    "DualGNN": ("dualgnn", {"reg_weight": "0.1", "learning_rate": "1e-3"}),
+    "SLMRec": ("slmrec", {"learning_rate": "1e-3", "ssl_temp": "0.2", "ssl_alpha": "0.1"}),
+    "BM3": ("bm3", {"n_layers": "1", "reg_weight": "0.1", "dropout": "0.5"}),
+    "DRAGON": ("dragon", {"reg_weight": "1e-3", "learning_rate": "1e-3"}),
+}
+
+
+def run_mmrec(args, model: str, out: Path) -> dict:
+    sets = [x for k, v in SETTINGS[model][1].items() for x in ("--set", f"{k}={v}")]
+    command = [str(args.mmrec_python), str(REPO / "scripts" / "mmrec_driver.py"), "--mmrec", str(args.mmrec),
+               "--data", str(args.data), "--model", model, "--seeds", *map(str, args.seeds), "--out", str(out), *sets]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    record = json.loads(out.read_text())
+    record["wall_s_per_seed"] = round((time.perf_counter() - started) / len(args.seeds), 2)
+    record["command"] = " ".join(["<mmrec venv>/bin/python", "scripts/mmrec_driver.py", "--mmrec <MMRec checkout>",
+                                  "--data <folder>", "--model", model, "--seeds", *map(str, args.seeds),
+                                  *[f"--set {k}={v}" for k, v in SETTINGS[model][1].items()]])
+    return record
+
+
+def run_recx(args, model: str, work: Path) -> dict:
+    name = SETTINGS[model][0]
+    runs = []
+    for seed in args.seeds:
+        run_dir = work / f"recx-{name}-{seed}"
+        command = [sys.executable, "-m", "recx.cli", "train", f"model={name}", "dataset=mmrec",
+                   f"dataset.path={args.data}", "protocol=mmrec", f"seed={seed}", f"paths.run_dir={run_dir}",
+                   "progress=false", "logger=none", "callbacks.lis.enabled=false"]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+        wall = time.perf_counter() - started
+        m = json.loads((run_dir / "metrics.json").read_text())
+        epochs = max(int(m["epochs_trained"]), 1)
+        eval_pass = m["eval_time_s"] / 2.0
+        runs.append({"seed": seed, "test": {k: m["test"][k] for k in ("recall@20", "ndcg@20")},
+                     "best_epoch": m["best_epoch"], "epochs": epochs,
+                     "train_s_per_epoch": round(max(m["train_time_s"] - epochs * eval_pass, 0.0) / epochs, 4),
+                     "eval_s_per_pass": round(eval_pass, 4), "wall_s": round(wall, 2)})
+    return {"model": name, "runs": runs}
+
+
+def mean(runs: list[dict], key: str, sub: str | None = None) -> float:
+    return statistics.mean(r[sub][key] if sub else r[key] for r in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mmrec", type=Path, required=True, help="MMRec checkout (holds src/)")
+    parser.add_argument("--data", type=Path, required=True, help="MMRec-layout folder")
+    parser.add_argument("--models", nargs="+", default=["BPR", "LightGCN", "VBPR", "FREEDOM"], choices=list(SETTINGS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--mmrec-python", type=Path, default=None, help="default: <mmrec>/venv/bin/python")
+    parser.add_argument("--work", type=Path, default=Path("outputs/bench_vs_mmrec"))
+    parser.add_argument("--record", type=Path, default=None, help="write <dir>/mmrec_<model>.json parity records")
+    parser.add_argument("--generator-seed", type=int, default=None)
+    args = parser.parse_args()
+    args.mmrec, args.data = args.mmrec.resolve(), args.data.resolve()
+    args.mmrec_python = args.mmrec_python or args.mmrec / "venv" / "bin" / "python"
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for model in args.models:
+        theirs = run_mmrec(args, model, args.work / f"mmrec-{model}.json")
+        ours = run_recx(args, model, args.work)
+        rows.append((model, theirs, ours))
+        if args.record is not None:
+            write_record(args, model, theirs, ours)
+    header = ("| model | MMRec R@20 | recx R@20 | MMRec N@20 | recx N@20 | MMRec train s/ep | recx train s/ep | ×"
+              " | MMRec eval s | recx eval s | × | MMRec wall s | recx wall s | × |")
+    print(header)
+    print("|---" + "|---:" * 13 + "|")
+    for model, theirs, ours in rows:
+        t, o = theirs["runs"], ours["runs"]
+        tr = (mean(t, "train_s_per_epoch"), mean(o, "train_s_per_epoch"))
+        ev = (mean(t, "eval_s_per_pass"), mean(o, "eval_s_per_pass"))
+        wall = (theirs["wall_s_per_seed"], mean(o, "wall_s"))
+        print(f"| {model} | {mean(t, 'recall@20', 'test'):.4f} | {mean(o, 'recall@20', 'test'):.4f} "
+              f"| {mean(t, 'ndcg@20', 'test'):.4f} | {mean(o, 'ndcg@20', 'test'):.4f} "
+              + "".join(f"| {a:.3f} | {b:.3f} | {a / max(b, 1e-9):.1f} " for a, b in (tr, ev, wall)) + "|")
+
+
+def write_record(args, model: str, theirs: dict, ours: dict) -> None:
+    """tests/parity/mmrec_<model>.json: MMRec's runs (the data the parity test checks against) + what recx measured."""
+    if args.generator_seed is None:
+        raise SystemExit("--record needs --generator-seed (the seed of scripts/make_mmrec_data.py)")
+    record = {
+        **{k: theirs[k] for k in ("model", "mmrec_commit", "settings", "seeds", "runs", "test_mean", "python",
+                                  "torch")},
+        "command": theirs["command"],
+        "generator": {"script": "scripts/make_mmrec_data.py", "seed": args.generator_seed, "name": args.data.name,
+                      "users": 600, "items": 401},
+        "recx_model": SETTINGS[model][0],
+        "recx_measured": ours["runs"],
+    }
+    args.record.mkdir(parents=True, exist_ok=True)
+    (args.record / f"mmrec_{SETTINGS[model][0]}.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
