@@ -88,6 +88,8 @@ class Family:
     datamodule: Callable[[Any], Any] | None = None
     build_net: Callable[..., Any] | None = None
     data_stats: Callable[[Any], dict] | None = None
+    #: ``(read, score)`` for ``recx eval new_items=<file>`` (ID-free top-N models), or None
+    new_items: Any = None
     #: whether the run config's model trains under hardware=ddp (checked before any data is read)
     ddp: Callable[[Any], bool] = lambda cfg: True
 

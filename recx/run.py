@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from recx import families
-from recx.errors import CheckpointError, ConfigError, DataError, TrainingError
+from recx.errors import CheckpointError, ConfigError, TrainingError
 from recx.runtools import (  # noqa: F401 - the shared helpers keep their recx.run names for library users
     check_hardware, construct, count_parameters, is_global_zero, load_checkpoint, load_checkpoint_of, model_class,
     model_reports, quiet_lightning, save_checkpoint, write_json,
@@ -95,6 +95,8 @@ def epoch_history():
             row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - self._tic, 3)}
             row.update({k: round(float(v), 6) for k, v in trainer.callback_metrics.items()
                         if (k.startswith("val/") or k.startswith("train/")) and v.numel() == 1})
+            if hasattr(module, "history_row"):  # what a family adds (ECG: the learning rate of the epoch's last step)
+                row.update(module.history_row())
             self.rows.append(row)
 
         def state_dict(self) -> dict:
@@ -259,35 +261,6 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
 
 
 # -------------------------------------------------------------------------------------------------------------- eval
-def read_new_items_file(net, path: str):
-    """Check that ``net`` is ID-free and read the new-items ``.npz`` for it (before any scoring is spent)."""
-    from recx.topn.new_items import load_new_items
-
-    if not hasattr(net, "new_item_vectors") or getattr(net, "tokens", None) is None:
-        raise ConfigError("this checkpoint's model cannot score items unseen in training", field="new_items",
-                          fix="train an ID-free model: model=motor (item_representation=motor)")
-    features, pairs = load_new_items(path, list(net.tokens.quantizers))
-    for name, quantizer in net.tokens.quantizers.items():
-        if features[name].shape[1] != quantizer.dim:
-            raise DataError(f"new-item features '{name}' have {features[name].shape[1]} dimensions, the model was "
-                            f"trained on {quantizer.dim}", path=path, field=name,
-                            fix="encode new items with the same feature extractor as the training items")
-    return features, pairs
-
-
-def score_new_items_file(net, path: str, loaded, n_users: int, k: int, run_dir: Path) -> dict[str, Any]:
-    """Rank the items read by :func:`read_new_items_file` for every user; save ``new_items.pt``."""
-    import torch
-
-    from recx.topn.new_items import score_new_items
-
-    features, pairs = loaded
-    out = score_new_items(net, features, n_users, k=k, pairs=pairs)
-    torch.save({key: out[key] for key in ("users", "top_items", "top_scores")}, run_dir / "new_items.pt")
-    return {"file": str(path), "n_new_items": out["n_new_items"], "saved": str(run_dir / "new_items.pt"),
-            **({"metrics": out["metrics"]} if "metrics" in out else {})}
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Re-score a checkpoint with the training run's data, model and evaluator; write ``metrics.json``."""
     import lightning.pytorch as pl
@@ -327,7 +300,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint weights do not fit the model: {str(exc).splitlines()[0]}", path=ckpt_path,
                               fix="the dataset or model config changed since training; evaluate with the "
                                   "original data") from exc
-    new_items = read_new_items_file(net, cfg.new_items) if cfg.get("new_items") else None
+    new_items = None
+    if cfg.get("new_items"):
+        if family.new_items is None:
+            raise ConfigError("this checkpoint's model cannot score items unseen in training", field="new_items",
+                              fix="train an ID-free model: model=motor (item_representation=motor)")
+        new_items = family.new_items[0](net, cfg.new_items)
     trainer = build_trainer(run_cfg, run_dir, [])
     split = cfg.get("split", "test")
     if split == "test":
@@ -345,8 +323,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         split: module.results.get(split, {}),
     }
     if new_items is not None:
-        results["new_items"] = score_new_items_file(net, cfg.new_items, new_items, dm.data.n_users,
-                                                    cfg.get("new_items_k", 20), run_dir)
+        results["new_items"] = family.new_items[1](net, cfg.new_items, new_items, dm.data.n_users,
+                                                   cfg.get("new_items_k", 20), run_dir)
     if is_global_zero():
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg, resolve=True))
         write_json(run_dir / "conventions.json", task.conventions)

@@ -24,12 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 from recx.errors import ConfigError
 from recx.families import Evaluation, Family, Trainable
 from recx.runtools import RecxCheckpoint, construct, count_parameters, reduce_sum
+from recx.training import EpochShuffle, epoch_seed
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return int(seed) * 1_000_003 + 7919 * (int(epoch) + 1)
 
 
 class Sentences(torch.utils.data.Dataset):
@@ -75,11 +72,9 @@ class ECGDataModule(pl.LightningDataModule):
         self._load()
 
     def train_dataloader(self):
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
         ds = Sentences(self.data.train)
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        return torch.utils.data.DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=g,
-                                           collate_fn=ds.collate)
+        return torch.utils.data.DataLoader(ds, batch_size=self.batch_size,
+                                           sampler=EpochShuffle(len(ds), self.seed, self), collate_fn=ds.collate)
 
     def _eval_loader(self, split: str):
         from recx.training import eval_sampler
@@ -128,13 +123,21 @@ class ECGModule(RecxCheckpoint, pl.LightningModule):
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         self.clip_gradients(optimizer, gradient_clip_val=self.clip, gradient_clip_algorithm="norm")
 
+    def history_row(self) -> dict:
+        return {"lr": getattr(self, "_last_lr", None)}
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # dropout: keyed by (seed, epoch, batch), whatever else drew from the global generator (loader set-up)
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch) + 1 + 7 * (batch_idx + 1))
+
     def on_train_epoch_start(self) -> None:
-        torch.manual_seed(epoch_seed(self.seed, self.current_epoch) + 1)  # dropout
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch) + 1)
         self._generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.current_epoch) + 2)
 
     def training_step(self, batch, batch_idx):
         from recx.errors import check_finite_loss
 
+        self._last_lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # this step's rate
         loss = self.train_loss(batch)
         check_finite_loss(loss, self.current_epoch, self.global_step, fix="lower model.lr")
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=int(batch["mask"].shape[0]),

@@ -28,12 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 from recx.errors import ConfigError
 from recx.families import Evaluation, Family, Trainable
 from recx.runtools import RecxCheckpoint, construct, count_parameters, gather_cat
+from recx.training import EpochShuffle, epoch_seed
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return int(seed) * 1_000_003 + 7919 * (int(epoch) + 1)
 
 
 class Students(torch.utils.data.Dataset):
@@ -90,11 +87,9 @@ class KTDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         if self.model != "dkt":
             return torch.utils.data.DataLoader(Steps(int(self.cfg.model.iterations)), batch_size=None)
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
         ds = Students(self.data.train)
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        return torch.utils.data.DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=g,
-                                           collate_fn=ds.collate)
+        return torch.utils.data.DataLoader(ds, batch_size=self.batch_size,
+                                           sampler=EpochShuffle(len(ds), self.seed, self), collate_fn=ds.collate)
 
     def _eval_loader(self, split: str):
         from recx.training import eval_sampler
@@ -132,8 +127,12 @@ class DKTModule(PathModule):
     def configure_optimizers(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # dropout: keyed by (seed, epoch, batch), whatever else drew from the global generator (loader set-up)
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch) + 1 + 7 * (batch_idx + 1))
+
     def on_train_epoch_start(self) -> None:
-        torch.manual_seed(epoch_seed(self.seed, self.current_epoch) + 1)  # dropout
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch) + 1)
 
     def _logits(self, batch):
         from recx.pathrec.dkt import shifted_answers
@@ -206,6 +205,10 @@ class SRCModule(PathModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.lr)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # dropout: keyed by (seed, epoch, batch), whatever else drew from the global generator (loader set-up)
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch) + 1 + 7 * (batch_idx + 1))
 
     def on_train_epoch_start(self) -> None:
         torch.manual_seed(epoch_seed(self.seed, self.current_epoch) + 1)

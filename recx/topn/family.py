@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from recx.errors import ConfigError
+from recx.errors import ConfigError, DataError
 from recx.families import Family, Trainable
 from recx.runtools import construct, count_parameters, model_class, model_reports
 
@@ -127,5 +128,35 @@ def task(cfg: DictConfig, dm, life) -> Trainable:
                      model_label=cfg.model.name + (f"+{cfg.plugin.name}" if cfg.get("plugin") else ""))
 
 
+# ------------------------------------------------------------------------- `recx eval ckpt=... new_items=<file>`
+def read_new_items_file(net, path: str):
+    """Check that ``net`` is ID-free and read the new-items ``.npz`` for it (before any scoring is spent)."""
+    from recx.topn.new_items import load_new_items
+
+    if not hasattr(net, "new_item_vectors") or getattr(net, "tokens", None) is None:
+        raise ConfigError("this checkpoint's model cannot score items unseen in training", field="new_items",
+                          fix="train an ID-free model: model=motor (item_representation=motor)")
+    features, pairs = load_new_items(path, list(net.tokens.quantizers))
+    for name, quantizer in net.tokens.quantizers.items():
+        if features[name].shape[1] != quantizer.dim:
+            raise DataError(f"new-item features '{name}' have {features[name].shape[1]} dimensions, the model was "
+                            f"trained on {quantizer.dim}", path=path, field=name,
+                            fix="encode new items with the same feature extractor as the training items")
+    return features, pairs
+
+
+def score_new_items_file(net, path: str, loaded, n_users: int, k: int, run_dir: Path) -> dict[str, Any]:
+    """Rank the items read by :func:`read_new_items_file` for every user; save ``new_items.pt``."""
+    import torch
+
+    from recx.topn.new_items import score_new_items
+
+    features, pairs = loaded
+    out = score_new_items(net, features, n_users, k=k, pairs=pairs)
+    torch.save({key: out[key] for key in ("users", "top_items", "top_scores")}, run_dir / "new_items.pt")
+    return {"file": str(path), "n_new_items": out["n_new_items"], "saved": str(run_dir / "new_items.pt"),
+            **({"metrics": out["metrics"]} if "metrics" in out else {})}
+
+
 FAMILY = Family(name="topn", metric="topk", task=task, datamodule=build_datamodule, build_net=build_net,
-                data_stats=lambda dm: dm.data.stats())
+                data_stats=lambda dm: dm.data.stats(), new_items=(read_new_items_file, score_new_items_file))
