@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from recx.config_paths import CONF_DIR
 from recx.ecg.models import VQHBR, Attention, HeartLang
 from recx.ecg.qrs import find_r_peaks, preprocess, tokenize_record, windows_of
 from recx.ecg.recipe import lr_schedule, size_args
@@ -67,7 +68,7 @@ def test_training_follows_the_schedule_step_by_step(compose_train, tmp_path):
 
 # --------------------------------------------------------------------------------------------------- the network
 def test_attention_is_the_public_block_qkv_without_bias_and_64_per_head():
-    paper = OmegaConf.load("conf/model/size/paper.yaml")
+    paper = OmegaConf.load(CONF_DIR / "model" / "size" / "paper.yaml")
     vq = VQHBR(**size_args(paper, "vqhbr"))
     hl = HeartLang(**size_args(paper, "heartlang"))
     # the parameter counts of the public models (research notes §1.4, counted from its code): VQ-HBR encoder 14.63 M
