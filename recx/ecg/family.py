@@ -226,7 +226,7 @@ class HeartLangModule(ECGModule):
 
     @torch.no_grad()
     def _step(self, batch) -> None:
-        noise = self._noise[self._split][batch["index"]].to(self.device)
+        noise = self._noise[self._split][batch["index"].cpu()].to(self.device)
         out = self.net.pretraining_loss(batch, self.targets(batch), noise=noise)
         k = int(out["masked"])
         s = self._sums
