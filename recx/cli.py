@@ -75,9 +75,6 @@ def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
                                   fix=f"choose one of: {', '.join(group_choices(key))}")
 
 
-#: the metric group a family is evaluated with unless the command line names one
-FAMILY_METRIC = {"topn": "topk", "ltr": "ltr", "interactive": "interactive", "pathrec": "path_reward",
-                 "ecg": "ecg", "icl": "icl_accuracy"}
 
 
 def family_metric_override(cfg: DictConfig, overrides: list[str]) -> list[str]:
@@ -85,14 +82,21 @@ def family_metric_override(cfg: DictConfig, overrides: list[str]) -> list[str]:
     the user chose no metric (``recx train model=starank dataset=mslr10k`` gets the LTR metrics)."""
     if any(o.lstrip("+~").startswith("metric=") for o in overrides):
         return []
-    wanted = FAMILY_METRIC.get(cfg.model.get("family"))
+    from recx import families
+
+    family = cfg.model.get("family")
+    wanted = families.get(family).metric if family in families.names() else None
     current = cfg.metric.get("family") if cfg.get("metric") is not None else None
     return [f"metric={wanted}"] if wanted and current != wanted else []
 
 
 def check_compatibility(cfg: DictConfig) -> None:
-    """A model serves one task family and a dataset serves one: refuse a wrong pair with the datasets that fit."""
+    """A model serves one task family (registered in :mod:`recx.families`) and a dataset serves one: refuse an
+    unknown family, and a wrong pair with the datasets that fit."""
+    from recx import families
+
     model_family = cfg.model.get("family")
+    families.get(model_family)  # a ConfigError naming the registered families
     dataset_family = cfg.dataset.get("family")
     wanted = cfg.model.get("dataset_family", model_family)  # MAGUS (interactive) runs over top-N datasets
     if not serves(cfg.dataset, wanted):

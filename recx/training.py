@@ -113,3 +113,25 @@ class SameEvaluation:
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["recx"] = {"config": self.recx_config, "format": 1}
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s draws (as :class:`LossSteps` seeds its epochs)."""
+    return int(seed) * 1_000_003 + 7919 * (int(epoch) + 1)
+
+
+class EpochShuffle(torch.utils.data.Sampler):
+    """A permutation of ``n`` drawn when iterated, from a generator seeded with ``(seed, the trainer's epoch)``: a
+    resumed run (whose loaders are built before the loop state is restored) draws the order of the epoch it runs."""
+
+    def __init__(self, n: int, seed: int, holder) -> None:
+        self.n, self.seed, self.holder = n, seed, holder
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        trainer = self.holder.trainer
+        epoch = trainer.current_epoch if trainer is not None else 0
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        return iter(torch.randperm(self.n, generator=g).tolist())

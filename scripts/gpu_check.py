@@ -7,11 +7,13 @@ On a machine with CUDA (``bash scripts/gpu_check.sh`` sets up and calls this):
    drifts apart a little: CUDA kernels and CUDA dropout differ from the CPU's);
 2. **re-scoring is device-independent** — the GPU checkpoints of the Lightning families (top-N, LTR) re-scored on the
    CPU with ``recx eval`` give the GPU run's test numbers (to 1e-4);
-3. **bf16** — LightGCN with ``hardware=bf16`` trains and lands within ``--tolerance`` of fp32;
+3. **bf16** — LightGCN with ``hardware=bf16`` trains and lands within ``--tolerance`` of fp32; HeartLang masked
+   pretraining (tiny, on a GPU-trained VQ-HBR) with ``hardware=bf16`` lands within 2 % of its fp32 masked loss;
 4. **full-ranking scoring speed** — ``TorchTopK`` over 20k users × 50k items (d = 64, ~20 seen items per user masked),
    GPU vs CPU wall time and the overlap of their top-20 lists;
 5. **DDP** — two processes (two GPUs when there are two; with one GPU, two gloo processes on the CPU, which is the same
-   DDP code path) and one process re-scoring the DDP checkpoint: identical test metrics.
+   DDP code path) and one process re-scoring the DDP checkpoint: identical test metrics — for top-N, LTR, HeartLang
+   pretraining and the DKT simulator (every family that Lightning fits on batches of data).
 
 Writes ``gpu_check.json`` and ``gpu_check.md`` (the table for the README, with the card's name) into ``--out`` and
 exits 1 when a check fails. Generated data only (no download), except FEEDER's LM check, which needs Rotten Tomatoes
@@ -37,7 +39,7 @@ FAMILIES = {
               "callbacks.lis.enabled=false"], "test.recall@20", True),
     "ltr": (["train", "model=listnet", "dataset=synthetic_ltr", "trainer.max_epochs=5"], "test.ndcg@10", True),
     "interactive": (["train", "model=magus", "model/base=bpr", "dataset=synthetic_mm"], "test.success@5", False),
-    "pathrec": (["train", "model=dkt", "dataset=synthetic_kt", "model.epochs=3"], "test.auc", False),
+    "pathrec": (["train", "model=dkt", "dataset=synthetic_kt", "model.epochs=3"], "test.auc", True),
     "ecg": (["eval", "model=heartlang_probe", "dataset=synthetic_ecg", "label_fraction=1.0"], "test.auroc@1", False),
     "icl": (["eval", "model=icl", "lm=tiny", "dataset=rt_polarity", "selector=similarity", "shots=2",
              "model.test_size=50", "model.encoder=tfidf"], "test.accuracy", False),
@@ -85,6 +87,10 @@ def scoring_timing(users: int, items: int, dim: int, repeats: int = 3, device: s
     out["top20_agreement"] = round(same, 5)
     out["speedup"] = round(out["cpu_seconds"] / max(out["cuda_seconds"], 1e-9), 1)
     return out
+
+
+#: HeartLang masked pretraining (tiny); the quantizer's checkpoint is appended once trained
+HEARTLANG = ["train", "model=heartlang", "dataset=synthetic_ecg", "model.epochs=3"]
 
 
 def main(argv=None) -> int:
@@ -150,6 +156,22 @@ def main(argv=None) -> int:
           f"{metric} bf16 {v:.4f} vs fp32 {fp32:.4f} ({seconds:.0f} s)" if v is not None and fp32 is not None
           else f"failed: {tail}")
 
+    # HeartLang pretraining: the quantizer once (GPU), then fp32 vs bf16 pretraining on it
+    vq_dir = out / "ecg" / "vqhbr"
+    m_vq, _, tail = recx(["train", "model=vqhbr", "dataset=synthetic_ecg", "model.epochs=3", *GPU, "seed=1"], vq_dir,
+                         out / "vqhbr.log")
+    tokenizer = f"tokenizer.ckpt={vq_dir / 'checkpoints' / 'best.ckpt'}"
+    HEARTLANG.append(tokenizer)
+    if m_vq is None:
+        check("heartlang bf16 vs fp32 (GPU)", False, f"VQ-HBR failed: {tail}")
+    else:
+        runs = {name: recx([*HEARTLANG, *hw, "seed=1"], out / "ecg" / f"heartlang-{name}", out / f"heartlang-{name}.log")
+                for name, hw in (("fp32", GPU), ("bf16", BF16))}
+        a, b = (metric_value(runs[n][0], "test.masked_loss") for n in ("fp32", "bf16"))
+        check("heartlang bf16 vs fp32 (GPU)", a is not None and b is not None and abs(a - b) <= 0.02 * abs(a),
+              f"test.masked_loss fp32 {a:.4f} ({runs['fp32'][1]:.0f} s) vs bf16 {b:.4f} ({runs['bf16'][1]:.0f} s)"
+              if a is not None and b is not None else f"failed: {runs['fp32'][2]} / {runs['bf16'][2]}")
+
     timing = scoring_timing(*((4_000, 10_000, 64) if args.quick else (20_000, 50_000, 64)),
                             device="cpu" if args.dry_run_on_cpu else "cuda")
     report["scoring"] = timing
@@ -161,8 +183,9 @@ def main(argv=None) -> int:
     ddp = ["hardware=ddp", "hardware.devices=2"] + ([] if two_gpus else ["hardware.accelerator=cpu",
                                                                           "hardware.num_threads=1"])
     where = "2 GPUs" if two_gpus else "2 CPU processes (gloo; one GPU visible)"
-    for family in ("topn", "ltr"):
-        base, metric, _ = FAMILIES[family]
+    ddp_runs = {"topn": FAMILIES["topn"][:2], "ltr": FAMILIES["ltr"][:2], "pathrec": FAMILIES["pathrec"][:2],
+                "heartlang": (HEARTLANG, "test.masked_loss")}
+    for family, (base, metric) in ddp_runs.items():
         m_ddp, seconds, tail = recx([*base, *ddp, "seed=1"], out / family / "ddp", out / f"{family}-ddp.log")
         if m_ddp is None:
             check(f"{family} DDP ({where})", False, f"failed: {tail}")

@@ -187,9 +187,13 @@ class VQHBR(nn.Module):
                 "index": index.masked_fill(~mask, -1)}
 
 
-def random_mask(mask: torch.Tensor, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``[B, L]`` bool: ``round(ratio · n_real)`` of each sentence's real tokens, chosen uniformly."""
-    noise = torch.rand(mask.shape, generator=generator, device="cpu").to(mask.device).masked_fill(~mask, 2.0)
+def random_mask(mask: torch.Tensor, ratio: float, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, L]`` bool: ``round(ratio · n_real)`` of each sentence's real tokens, chosen uniformly (by the lowest
+    ``noise``, drawn from ``generator`` unless given: fixed evaluation masks pass a per-sentence table)."""
+    if noise is None:
+        noise = torch.rand(mask.shape, generator=generator, device="cpu")
+    noise = noise.to(mask.device).masked_fill(~mask, 2.0)
     ranks = noise.argsort(1).argsort(1)
     k = (mask.sum(1, keepdim=True).float() * ratio).round().long()
     return (ranks < k) & mask
@@ -211,8 +215,9 @@ class HeartLang(nn.Module):
         return self.backbone(batch["tokens"], batch["leads"], batch["times"], batch["mask"])[:, 0]
 
     def pretraining_loss(self, batch: dict[str, torch.Tensor], targets: torch.Tensor,
-                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        masked = random_mask(batch["mask"], self.mask_ratio, generator)
+                         generator: torch.Generator | None = None,
+                         noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        masked = random_mask(batch["mask"], self.mask_ratio, generator, noise)
         h = self.backbone(batch["tokens"], batch["leads"], batch["times"], batch["mask"], replace=masked,
                           replacement=self.mask_token)[:, 1:]
         logits = self.head(h[masked])

@@ -42,7 +42,7 @@ def finetune(lm, texts: Sequence[str], labels: Sequence[int], epochs: int = 1, b
              lr: float = 5e-5, weight_decay: float = 0.01, seed: int = 0, precision: str = "32-true") -> None:
     """Fine-tune ``lm.model`` in place on zero-shot prompts of ``texts`` → ``labels``, on the device the model is on
     (it stays there afterwards, where the next round's pre-selection scores with it)."""
-    from recx.run import quiet_lightning
+    from recx.runtools import quiet_lightning
 
     quiet_lightning()
     pl.seed_everything(seed, verbose=False)

@@ -94,7 +94,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.icl.feeder import CachedJudge, check_sufficiency, feeder_preselect
     from recx.icl.lm import LMJudge, load_lm, tiny_lm
     from recx.icl.sources import pool_and_queries
-    from recx.run import check_hardware, construct, write_json
+    from recx.runtools import check_hardware, construct, write_json
     from recx.training import device_for
 
     out = console()
@@ -182,7 +182,7 @@ def run_bilevel(cfg, lm, pool, queries, source, data_dir: Path, report: dict, ru
     from recx.icl.feeder import CachedJudge, feeder_preselect
     from recx.icl.finetune import finetune
     from recx.icl.lm import LMJudge
-    from recx.run import write_json
+    from recx.runtools import write_json
 
     m = cfg.model
     rounds = []

@@ -27,7 +27,7 @@ from recx.interactive.rounds import PropagationWeights, RoundSettings, UserModel
 
 def base_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     """The top-N run config of the base model: the MAGUS run's config with model = model.base, top-N metrics."""
-    from recx.cli import CONF_DIR
+    from recx.config_paths import CONF_DIR
 
     base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     base.model = base.model.base
@@ -39,9 +39,11 @@ def base_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     return base
 
 
-def base_model(cfg: DictConfig, run_dir: Path):
-    """``(net, data, base run summary)``: train the base model, or rebuild it from ``model.base_ckpt``."""
-    from recx.run import build_datamodule, build_net, load_checkpoint, train
+def base_model(cfg: DictConfig, run_dir: Path, train):
+    """``(net, data, base run summary)``: train the base model (with the run life's ``train``: a nested top-N run),
+    or rebuild it from ``model.base_ckpt``."""
+    from recx.runtools import load_checkpoint
+    from recx.topn.family import build_datamodule, build_net
 
     ckpt_path = cfg.model.get("base_ckpt")
     if ckpt_path:
@@ -167,11 +169,11 @@ def plot_success(curves: dict[str, dict[str, float]], rounds: int, path: Path, t
     plt.close(fig)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig, train=None) -> dict[str, Any]:
     from recx.console import console
     from recx.data.prepare import raw_dir_of
     from recx.interactive.words import dataset_words
-    from recx.run import write_json
+    from recx.runtools import write_json
 
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +182,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     settings = RoundSettings(rounds=int(m.rounds), items_per_round=int(m.items_per_round),
                              queries_per_round=int(m.queries_per_round), temperature=float(m.temperature))
     started = time.perf_counter()
-    net, dm, base_summary = base_model(cfg, run_dir)
+    net, dm, base_summary = base_model(cfg, run_dir, train)
     data = dm.data
     words = dataset_words(dm.source, raw_dir_of(dm.source, dm.data_dir), data.item_ids,
                           title_tokens=int(m.title_tokens), latent_words=int(m.latent_words),

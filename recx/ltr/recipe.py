@@ -1,5 +1,5 @@
 """How ``recx train|eval`` builds an LTR run from a composed config (the LTR counterpart of the top-N builders
-in :mod:`recx.run`): the datamodule with its optional click model, the model sized to the dataset's features, the
+in :mod:`recx.topn.family`): the datamodule with its optional click model, the model sized to the dataset's features, the
 LightningModule, and the conventions written next to the metrics."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def click_model_of(cfg: DictConfig):
     node = cfg.get("click_model")
     if node is None or node.get("_target_") is None:
         return None
-    from recx.run import construct
+    from recx.runtools import construct
 
     return construct(node)  # `name` is the preset make_click_model builds
 
@@ -24,7 +24,7 @@ def click_model_of(cfg: DictConfig):
 def build_datamodule(cfg: DictConfig):
     """An LTR dataset's own datamodule, or the ``ltr`` view of a top-N dataset (``dataset.ltr``: an LTR source
     wrapping the dataset's source, e.g. ml100k's timeline windows, and its datamodule)."""
-    from recx.run import construct
+    from recx.runtools import construct
 
     source = construct(cfg.dataset.source)
     node = cfg.dataset
@@ -37,7 +37,7 @@ def build_datamodule(cfg: DictConfig):
 
 def build_net(model_cfg: DictConfig, dm) -> Any:
     from recx.ltr.models.base import META_KEYS, MODULE_KEYS
-    from recx.run import construct, model_class
+    from recx.runtools import construct, model_class
 
     model_class(model_cfg)
     net_cfg = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()

@@ -164,7 +164,7 @@ class QueryWindows:
     def __init__(self, source: Any, window: int = 10, min_docs: int = 40, binarize: str = "median",
                  seed: int = 0) -> None:
         from recx.errors import ConfigError
-        from recx.run import construct
+        from recx.runtools import construct
 
         if binarize not in BINARIZE:
             raise ConfigError(f"unknown binarize {binarize!r}", field="dataset.source.binarize",

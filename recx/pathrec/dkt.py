@@ -3,13 +3,13 @@
 The official SRC simulator (``KTScripts/PredictModel.py``) feeds the concept of step ``t`` with the answer of step
 ``t − 1`` and predicts the answer of step ``t``; its MLP head uses BatchNorm, replaced here by plain ReLU layers with
 dropout (a batch statistic has no meaning in the environment's one-step rollouts). Trained with BCE on next-answer
-correctness over the training students, early-stopped on validation AUC; frozen afterwards.
+correctness over the training students, early-stopped on validation AUC (the LightningModule is
+:class:`recx.pathrec.family.DKTModule`); frozen afterwards.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -60,45 +60,3 @@ def evaluate_dkt(model: DKT, data: KTSequences, batch_size: int = 256) -> dict[s
         labels.append(answers[mask].cpu())
     p, y = torch.cat(probs), torch.cat(labels)
     return {"auc": binary_auc(p, y), "accuracy": binary_accuracy(p, y), "interactions": int(y.numel())}
-
-
-def train_dkt(model: DKT, train: KTSequences, valid: KTSequences, epochs: int = 30, batch_size: int = 128,
-              lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 5, seed: int = 0,
-              log: Callable[[str], None] = print) -> dict:
-    """BCE on next-answer correctness (on the model's device); keeps the weights of the best validation AUC.
-    Returns the training history."""
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    best, best_state, history, waited = -1.0, None, [], 0
-    for epoch in range(epochs):
-        tic = time.perf_counter()
-        model.train()
-        total, count = 0.0, 0
-        for index in torch.randperm(len(train), generator=generator).split(batch_size):
-            part = train.subset(index)
-            answers, mask = part.answers.to(device), part.mask.to(device)
-            logits, _ = model(part.skills.to(device), shifted_answers(answers))
-            loss = nn.functional.binary_cross_entropy_with_logits(logits[mask], answers[mask])
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 20.0)
-            opt.step()
-            total, count = total + loss.item() * int(mask.sum()), count + int(mask.sum())
-        scores = evaluate_dkt(model, valid)
-        history.append({"epoch": epoch, "loss": total / max(count, 1), "valid_auc": scores["auc"],
-                        "seconds": round(time.perf_counter() - tic, 2)})
-        log(f"epoch {epoch:3d} | loss {total / max(count, 1):.4f} | val/auc {scores['auc']:.4f} | "
-            f"{time.perf_counter() - tic:.1f}s")
-        if scores["auc"] > best:
-            best, waited = scores["auc"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return {"history": history, "best_valid_auc": best, "best_epoch": max(history, key=lambda h: h["valid_auc"])["epoch"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recx import cli
+from recx import cli, families
 from recx.errors import ConfigError
 from recx.run import build_datamodule, build_net
 
@@ -36,7 +36,7 @@ def test_every_model_composes_and_builds_on_synthetic(model, compose_train):
     import torch
 
     family = family_of(model)
-    metric = f"metric={cli.FAMILY_METRIC[family]}"  # what the CLI adds for the family
+    metric = f"metric={families.get(family).metric}"  # what the CLI adds for the family (the registry)
     cfg = compose_train(f"model={model}", *FAMILY_DATASET[family], metric, tiny=family == "topn")
     cli.check_compatibility(cfg)
     if family == "topn":

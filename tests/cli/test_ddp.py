@@ -41,5 +41,5 @@ def test_two_process_ddp_metrics_match_one_process(tmp_path, model, data):
 
 
 def test_ddp_is_refused_for_models_that_train_in_one_process(tmp_path):
-    out = recx("train", "model=dkt", "dataset=synthetic_kt", *DDP_CPU, cwd=tmp_path)
+    out = recx("train", "model=src", "dataset=synthetic_kt", *DDP_CPU, cwd=tmp_path)  # DKT trains under DDP now
     assert out.returncode == 2 and "hardware=ddp" in out.stderr + out.stdout

@@ -30,14 +30,14 @@ def test_dkt_then_src_on_its_checkpoint(compose_train, tmp_path):
 
 
 def test_baselines_share_the_test_episodes_and_auto_simulator_is_cached(compose_train, tmp_path, monkeypatch):
-    import recx.pathrec.recipe as recipe
+    import recx.pathrec.family as family
 
     shared = {}
     for model in ("src_random", "src_rule"):
         r = train(compose_train(f"model={model}", *SMALL, "model.path_length=5", "model.eval_batches=2",
                                 "model.eval_batch_size=16", tiny=False, run_dir=tmp_path / model))
         shared[model] = r["test"]["e_start"]
-        monkeypatch.setattr(recipe, "train_dkt", lambda *a, **k: pytest.fail("the cached simulator was retrained"))
+        monkeypatch.setattr(family, "DKTModule", lambda *a, **k: pytest.fail("the cached simulator was retrained"))
     assert shared["src_random"] == shared["src_rule"]  # same episodes, same start exam
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from recx.errors import DataError
 from recx.pathrec.data import from_lists, read_skill_builder_csv, read_three_line_csv
-from recx.pathrec.dkt import DKT, evaluate_dkt, train_dkt
+from recx.pathrec.dkt import DKT, evaluate_dkt
 from recx.pathrec.env import KTEnvironment
 from recx.pathrec.episodes import candidate_sets, official_episodes, student_episodes
 from recx.pathrec.sources import SyntheticKT
@@ -55,11 +55,34 @@ def test_skill_builder_reader_orders_by_order_id_and_reindexes(tmp_path):
         read_skill_builder_csv(write(tmp_path, "user_id,correct\n1,1\n", "bad.csv"))
 
 
+def fit_lightning(module, data, model: str, epochs: int, **model_keys):
+    """Fit a pathrec LightningModule with a bare trainer over the family datamodule (no run folder)."""
+    import lightning.pytorch as pl
+    from omegaconf import OmegaConf
+
+    from recx.pathrec.family import KTDataModule
+
+    cfg = OmegaConf.create({"seed": 0, "model": {"name": model, **model_keys}, "dataset": {}, "paths": {}})
+    dm = KTDataModule(cfg)
+    dm.data = data
+    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, reload_dataloaders_every_n_epochs=1)
+    trainer.fit(module, datamodule=dm)
+    return module
+
+
+def train_dkt(model, data, epochs: int, lr: float):
+    from recx.pathrec.family import DKTModule
+
+    fit_lightning(DKTModule(model, lr=lr, weight_decay=1e-4, seed=0), data, "dkt", epochs, batch_size=128)
+    return model.eval()
+
+
 def test_dkt_learns_on_planted_students():
     data = SyntheticKT(n_students=300, seed=1).read()
     model = DKT(data.n_skills, embed=32, hidden=32, mlp=(16,), dropout=0.0)
     before = evaluate_dkt(model, data.test)["auc"]
-    train_dkt(model, data.train, data.valid, epochs=15, lr=1e-2, log=lambda m: None)
+    train_dkt(model, data, epochs=15, lr=1e-2)
     after = evaluate_dkt(model, data.test)["auc"]
     assert after > 0.62 and after > before + 0.05
 
@@ -121,11 +144,12 @@ def test_src_beats_random_paths_on_a_planted_simulator():
     from omegaconf import OmegaConf
 
     from recx.pathrec.policy import RandomPath, SRCPolicy
-    from recx.pathrec.recipe import EpisodeSampler, evaluate_method, src_method, train_src
+    from recx.pathrec.family import SRCModule
+    from recx.pathrec.recipe import EpisodeSampler, evaluate_method, src_method
 
     data = SyntheticKT(n_students=300, seed=2).read()
     dkt = DKT(data.n_skills, embed=32, hidden=32, mlp=(16,), dropout=0.0)
-    train_dkt(dkt, data.train, data.valid, epochs=10, lr=1e-2, log=lambda m: None)
+    train_dkt(dkt, data, epochs=10, lr=1e-2)
     env = KTEnvironment(dkt)
     m = OmegaConf.create({"episodes": "official", "n_targets": 3, "n_initial": 10, "path_type": 3,
                           "path_length": 5, "lr": 3e-3, "epochs": 3, "iterations": 30, "batch_size": 64,
@@ -133,8 +157,9 @@ def test_src_beats_random_paths_on_a_planted_simulator():
     sampler = EpisodeSampler(m, data)
     episodes = sampler.fixed(4, 64, seed=7, split="test")
     policy = SRCPolicy(data.n_skills, embed=32, hidden=32, dropout=0.0)
-    train_src(policy, env, sampler, m, seed=0, valid_episodes=sampler.fixed(2, 64, seed=8, split="valid"),
-              log=lambda msg: None)
+    module = SRCModule(policy, env, sampler, m, seed=0, valid_episodes=sampler.fixed(2, 64, seed=8, split="valid"),
+                       test_episodes=episodes)
+    fit_lightning(module, data, "src", 3, iterations=30)
     src = evaluate_method(src_method(policy), env, episodes, 5)["ep"]
     random = evaluate_method(RandomPath(), env, episodes, 5)["ep"]
     assert src > random + 0.05, (src, random)  # measured: 0.21 vs -0.00
