@@ -12,6 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from recx import cli, validate
 from recx.errors import ConfigError
+from recx.families import default_metrics
 
 #: a dataset of each family, so that every model config composes as it would run (no data is read by the check)
 FAMILY_DATASET = {"topn": "synthetic_mm", "ltr": "synthetic_ltr", "pathrec": "synthetic_kt", "ecg": "synthetic_ecg",
@@ -22,7 +23,7 @@ MODELS = cli.group_choices("model")
 def composed(model: str) -> tuple[DictConfig, DictConfig, dict]:
     """``(cfg, reference, choices)`` for ``model=<model>`` on a dataset of its family, as the CLI composes them."""
     family = OmegaConf.load(cli.CONF_DIR / "model" / f"{model}.yaml").get("family")
-    overrides = [f"model={model}", f"dataset={FAMILY_DATASET[family]}", f"metric={cli.FAMILY_METRIC[family]}"]
+    overrides = [f"model={model}", f"dataset={FAMILY_DATASET[family]}", f"metric={default_metrics()[family]}"]
     with initialize_config_dir(config_dir=str(cli.CONF_DIR), version_base="1.3"):
         reference = compose("train", overrides=overrides, return_hydra_config=True)
     choices = OmegaConf.to_container(reference.hydra.runtime.choices)
