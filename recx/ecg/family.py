@@ -1,5 +1,6 @@
 """The ECG family (HeartLang): tokenised ECG sentences as a LightningDataModule, VQ-HBR and HeartLang masked
-pretraining as LightningModules over it, the linear probe as an evaluation of a frozen backbone.
+pretraining as LightningModules over it, the linear probe as an evaluation of a frozen backbone whose per-fraction
+head is a LightningModule too (``ProbeModule``).
 
 The paper math stays in :mod:`recx.ecg.models`; here is only what Lightning needs: batches, the optimiser with the
 recipe's per-step learning rates (:func:`recx.ecg.recipe.lr_schedule`, AdamW with the model's ``betas``), gradient
@@ -105,20 +106,10 @@ class ECGModule(RecxCheckpoint, pl.LightningModule):
         self._generator = torch.Generator()
 
     def configure_optimizers(self):
-        from recx.ecg.recipe import lr_schedule
+        from recx.ecg.recipe import optimiser
 
-        m = self.m
         world = self.trainer.world_size if self._trainer is not None else 1
-        steps_per_epoch = -(-self.n_train // (int(m["batch_size"]) * world))
-        lrs = lr_schedule(float(m["lr"]), float(m.get("min_lr") or 0.0), int(m["epochs"]), steps_per_epoch,
-                          int(m.get("warmup_epochs") or 0), str(m.get("schedule", "constant")))
-        betas = tuple(float(b) for b in m.get("betas") or (0.9, 0.999))
-        opt = torch.optim.AdamW(self.net.parameters(), lr=float(m["lr"]), weight_decay=float(m["weight_decay"]),
-                                betas=betas)
-        last = max(len(lrs) - 1, 0)
-        factors = [float(x) / float(m["lr"]) for x in lrs] or [1.0]
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: factors[min(step, last)])
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return optimiser(self.net.parameters(), self.m, -(-self.n_train // (int(self.m["batch_size"]) * world)))
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         self.clip_gradients(optimizer, gradient_clip_val=self.clip, gradient_clip_algorithm="norm")
@@ -238,6 +229,61 @@ class HeartLangModule(ECGModule):
         self.results[STAGE_SPLIT[stage]] = values
         self.log(f"{stage}/masked_loss", values["masked_loss"], prog_bar=True)
         self.log(f"{stage}/masked_accuracy", values["masked_accuracy"])
+
+
+class ProbeModule(pl.LightningModule):
+    """The linear probe of one label fraction: a linear head on frozen CLS features, BCE, AdamW with the model's
+    per-step learning rates (the same schedule as pretraining, :func:`recx.ecg.recipe.lr_schedule`), validation macro
+    AUROC every epoch; the head of the best validation epoch is kept in memory (``best_state``, no checkpoint files),
+    and ``test`` reports its macro AUROC. A NaN validation AUROC (a split with one class per label) never selects."""
+
+    def __init__(self, head: torch.nn.Module, m: DictConfig, n_train: int) -> None:
+        super().__init__()
+        self.head = head
+        self.m = OmegaConf.to_container(m, resolve=True)
+        self.n_train = int(n_train)
+        self.best_auroc, self.best_state = -1.0, None
+        self.results: dict[str, float] = {}
+        self._scores: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+
+    def configure_optimizers(self):
+        from recx.ecg.recipe import optimiser
+
+        return optimiser(self.head.parameters(), self.m, -(-self.n_train // int(self.m["batch_size"])))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.binary_cross_entropy_with_logits(self.head(x), y)
+
+    def _collect(self, batch) -> None:
+        x, y = batch
+        self._scores.append(torch.sigmoid(self.head(x)).detach().cpu())
+        self._labels.append(y.detach().cpu())
+
+    def _auroc(self) -> float:
+        from recx.metrics.classification import macro_auroc
+
+        if not self._scores:
+            return float("nan")
+        auc = macro_auroc(torch.cat(self._scores), torch.cat(self._labels))
+        self._scores, self._labels = [], []
+        return auc
+
+    def validation_step(self, batch, batch_idx):
+        self._collect(batch)
+
+    def test_step(self, batch, batch_idx):
+        self._collect(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        auc = self._auroc()
+        if auc == auc and auc > self.best_auroc:
+            self.best_auroc = auc
+            self.best_state = {k: v.detach().clone() for k, v in self.head.state_dict().items()}
+
+    def on_test_epoch_end(self) -> None:
+        self.results["test_auroc"] = self._auroc()
 
 
 def eval_noise(data) -> dict[str, torch.Tensor]:

@@ -31,7 +31,6 @@ from omegaconf import DictConfig, OmegaConf
 from recx.ecg.data import ECGData, ECGSplit
 from recx.ecg.models import VQHBR, HeartLang, LinearProbe
 from recx.errors import ConfigError
-from recx.metrics.classification import macro_auroc
 from recx.training import device_for, to_device
 
 
@@ -69,18 +68,18 @@ def lr_schedule(lr: float, min_lr: float, epochs: int, steps_per_epoch: int, war
     return np.concatenate([ramp, cosine])
 
 
-def optimiser(params, m: DictConfig, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, np.ndarray]:
-    """AdamW with the model config's ``lr``, ``weight_decay``, ``betas``, and its per-step learning rates."""
-    betas = tuple(float(b) for b in m.get("betas", (0.9, 0.999)))
-    opt = torch.optim.AdamW(params, lr=float(m.lr), weight_decay=float(m.weight_decay), betas=betas)
-    lrs = lr_schedule(float(m.lr), float(m.get("min_lr", 0.0)), int(m.epochs), steps_per_epoch,
-                      int(m.get("warmup_epochs", 0)), str(m.get("schedule", "constant")))
-    return opt, lrs
-
-
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = lr
+def optimiser(params, m, steps_per_epoch: int) -> dict:
+    """Lightning's ``configure_optimizers`` answer: AdamW with the model config's ``lr``, ``weight_decay``, ``betas``,
+    and a step-interval scheduler that sets each step's rate from :func:`lr_schedule` (the last one after the end)."""
+    m = OmegaConf.to_container(m, resolve=True) if isinstance(m, DictConfig) else m
+    lrs = lr_schedule(float(m["lr"]), float(m.get("min_lr") or 0.0), int(m["epochs"]), steps_per_epoch,
+                      int(m.get("warmup_epochs") or 0), str(m.get("schedule", "constant")))
+    betas = tuple(float(b) for b in m.get("betas") or (0.9, 0.999))
+    opt = torch.optim.AdamW(params, lr=float(m["lr"]), weight_decay=float(m["weight_decay"]), betas=betas)
+    last = max(len(lrs) - 1, 0)
+    factors = [float(x) / float(m["lr"]) for x in lrs] or [1.0]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: factors[min(step, last)])
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def batches(split: ECGSplit, batch_size: int, generator: torch.Generator | None = None,
@@ -112,32 +111,36 @@ def cls_features(backbone: HeartLang, split: ECGSplit, batch_size: int = 64,
 
 def probe(features: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], fraction: float, m: DictConfig,
           seed: int) -> dict[str, float]:
-    """One linear probe on ``fraction`` of the training sentences; test AUROC at the best validation epoch."""
+    """One linear probe on ``fraction`` of the training sentences (a seeded sample; validation and test full), trained
+    by a Lightning Trainer on the CPU (:class:`recx.ecg.family.ProbeModule`); test AUROC at the best validation
+    epoch. No checkpoint files, no logger: the best head is kept in memory."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from recx.ecg.family import ProbeModule
+    from recx.runtools import quiet_lightning
+
+    quiet_lightning()
     g = torch.Generator().manual_seed(seed)
     n = features["train"].shape[0]
     take = torch.randperm(n, generator=g)[: max(1, round(fraction * n))]
     x, y = features["train"][take], labels["train"][take]
     torch.manual_seed(seed)
-    head = LinearProbe(x.shape[1], y.shape[1])
-    opt, lrs = optimiser(head.parameters(), m, -(-x.shape[0] // int(m.batch_size)))
-    best, step_no = (-1.0, None), 0
-    for _ in range(int(m.epochs)):
-        for index in torch.randperm(x.shape[0], generator=g).split(int(m.batch_size)):
-            set_lr(opt, float(lrs[min(step_no, len(lrs) - 1)]))
-            step_no += 1
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(x[index]), y[index])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            auc = macro_auroc(torch.sigmoid(head(features["valid"])), labels["valid"])
-        if auc == auc and auc > best[0]:
-            best = (auc, {k: v.clone() for k, v in head.state_dict().items()})
-    if best[1] is not None:
-        head.load_state_dict(best[1])
-    with torch.no_grad():
-        test = macro_auroc(torch.sigmoid(head(features["test"])), labels["test"])
-    return {"train_sentences": int(x.shape[0]), "valid_auroc": best[0], "test_auroc": test}
+    module = ProbeModule(LinearProbe(x.shape[1], y.shape[1]), m, x.shape[0])
+    train = DataLoader(TensorDataset(x, y), batch_size=int(m.batch_size), shuffle=True, generator=g)
+
+    def full(split: str) -> DataLoader:
+        return DataLoader(TensorDataset(features[split], labels[split]), batch_size=max(len(features[split]), 1))
+
+    trainer = pl.Trainer(max_epochs=int(m.epochs), accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, check_val_every_n_epoch=1)
+    trainer.fit(module, train, full("valid"))
+    if module.best_state is not None:
+        module.head.load_state_dict(module.best_state)
+    trainer.test(module, full("test"), verbose=False)
+    return {"train_sentences": int(x.shape[0]), "valid_auroc": module.best_auroc,
+            "test_auroc": module.results.get("test_auroc", float("nan"))}
 
 
 def run_probe(cfg: DictConfig, data: ECGData, run_dir: Path, log) -> dict[str, Any]:

@@ -172,6 +172,47 @@ def test_probe_reads_informative_features_not_noise():
     assert run(informative) > 0.7 and run(informative) > run(noise) + 0.15
 
 
+def test_probe_head_is_a_lightning_module_tested_at_its_best_validation_epoch(monkeypatch):
+    """The per-fraction probe runs as ``ProbeModule`` under a Lightning Trainer: every epoch is validated, the
+    reported validation AUROC is the best epoch's, the test AUROC is that epoch's head's (not the last one's), and the
+    step-level learning rates follow the model's schedule (warm-up from 0, cosine down to ``min_lr``)."""
+    from omegaconf import OmegaConf
+
+    from recx.ecg import family
+    from recx.ecg.recipe import lr_schedule, probe
+
+    g = torch.Generator().manual_seed(3)
+    features = {s: torch.randn(n, 6, generator=g) for s, n in (("train", 40), ("valid", 60), ("test", 60))}
+    w = torch.randn(6, 3, generator=g)
+    labels = {s: (x @ w + 2.0 * torch.randn(len(x), 3, generator=g) > 0).float() for s, x in features.items()}
+    m = OmegaConf.create({"lr": 0.3, "min_lr": 1e-3, "warmup_epochs": 1, "schedule": "cosine", "weight_decay": 0.0,
+                          "epochs": 12, "batch_size": 8})
+    seen, rates = [], []
+    validate, step = family.ProbeModule.on_validation_epoch_end, family.ProbeModule.training_step
+
+    def spy_validate(self):
+        scores = torch.sigmoid(self.head(features["valid"])).detach()
+        seen.append((macro_auroc(scores, labels["valid"]), {k: v.clone() for k, v in self.head.state_dict().items()}))
+        validate(self)
+
+    def spy_step(self, batch, batch_idx):
+        rates.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(family.ProbeModule, "on_validation_epoch_end", spy_validate)
+    monkeypatch.setattr(family.ProbeModule, "training_step", spy_step)
+    out = probe(features, labels, 0.5, m, seed=0)
+    assert out["train_sentences"] == 20 and len(seen) == 12
+    best = max(range(len(seen)), key=lambda e: seen[e][0])
+    assert best < len(seen) - 1  # the last epoch is not the best here: selection matters
+    assert out["valid_auroc"] == pytest.approx(seen[best][0])
+    head = torch.nn.Linear(6, 3)
+    head.load_state_dict({k.removeprefix("head."): v for k, v in seen[best][1].items()})
+    assert out["test_auroc"] == pytest.approx(macro_auroc(torch.sigmoid(head(features["test"])).detach(),
+                                                          labels["test"]))
+    assert rates == pytest.approx(lr_schedule(0.3, 1e-3, 12, 3, 1, "cosine").tolist())
+
+
 def write_mini_ptbxl(root):
     (root / "records100" / "00000").mkdir(parents=True)
     rows = []
