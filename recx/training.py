@@ -135,3 +135,34 @@ class EpochShuffle(torch.utils.data.Sampler):
         epoch = trainer.current_epoch if trainer is not None else 0
         g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+class IndexDataset(torch.utils.data.Dataset):
+    """Items ``0 .. n-1`` whose loader's ``collate`` builds the batch from the drawn indices with ``batch_of``
+    (a family's own batching: ECG sentences, student sequences), so a batch is one vectorised gather."""
+
+    def __init__(self, n: int, batch_of) -> None:
+        self.n, self.batch_of = int(n), batch_of
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return self.batch_of(torch.as_tensor(indices, dtype=torch.long))
+
+
+def index_train_loader(n: int, batch_of, batch_size: int, seed: int, holder):
+    """Training batches of an :class:`IndexDataset`, in the :class:`EpochShuffle` order of ``(seed, epoch)``."""
+    ds = IndexDataset(n, batch_of)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=EpochShuffle(n, seed, holder),
+                                       collate_fn=ds.collate)
+
+
+def index_eval_loader(n: int, batch_of, batch_size: int, trainer):
+    """Evaluation batches of an :class:`IndexDataset`, in order (a disjoint share per process under DDP)."""
+    ds = IndexDataset(n, batch_of)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=eval_sampler(ds, trainer),
+                                       collate_fn=ds.collate)

@@ -25,26 +25,14 @@ from omegaconf import DictConfig, OmegaConf
 from recx.errors import ConfigError
 from recx.families import Evaluation, Family, Trainable
 from recx.runtools import RecxCheckpoint, construct, count_parameters, reduce_sum
-from recx.training import EpochShuffle, epoch_seed
+from recx.training import epoch_seed, index_eval_loader, index_train_loader
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
 
 
-class Sentences(torch.utils.data.Dataset):
-    """Sentence indices of one split; the collate function builds the batch dict (with ``index``)."""
-
-    def __init__(self, split) -> None:
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, i: int) -> int:
-        return i
-
-    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return {**self.split.batch(index), "index": index}
+def sentence_batch(split):
+    """The batch function of one split: its sentences at ``index``, with ``index`` itself."""
+    return lambda index: {**split.batch(index), "index": index}
 
 
 class ECGDataModule(pl.LightningDataModule):
@@ -73,16 +61,12 @@ class ECGDataModule(pl.LightningDataModule):
         self._load()
 
     def train_dataloader(self):
-        ds = Sentences(self.data.train)
-        return torch.utils.data.DataLoader(ds, batch_size=self.batch_size,
-                                           sampler=EpochShuffle(len(ds), self.seed, self), collate_fn=ds.collate)
+        return index_train_loader(len(self.data.train), sentence_batch(self.data.train), self.batch_size, self.seed,
+                                  self)
 
     def _eval_loader(self, split: str):
-        from recx.training import eval_sampler
-
-        ds = Sentences(getattr(self.data, split))
-        return torch.utils.data.DataLoader(ds, batch_size=self.batch_size, sampler=eval_sampler(ds, self.trainer),
-                                           collate_fn=ds.collate)
+        part = getattr(self.data, split)
+        return index_eval_loader(len(part), sentence_batch(part), self.batch_size, self.trainer)
 
     def val_dataloader(self):
         return self._eval_loader("valid")

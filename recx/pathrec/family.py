@@ -28,24 +28,18 @@ from omegaconf import DictConfig, OmegaConf
 from recx.errors import ConfigError
 from recx.families import Evaluation, Family, Trainable
 from recx.runtools import RecxCheckpoint, construct, count_parameters, gather_cat
-from recx.training import EpochShuffle, epoch_seed
+from recx.training import epoch_seed, index_eval_loader, index_train_loader
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
 
 
-class Students(torch.utils.data.Dataset):
-    def __init__(self, sequences) -> None:
-        self.sequences = sequences
-
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    def __getitem__(self, i: int) -> int:
-        return i
-
-    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        part = self.sequences.subset(torch.as_tensor(indices, dtype=torch.long))
+def student_batch(sequences):
+    """The batch function of one split: the padded sequences of the students at ``index``."""
+    def batch(index: torch.Tensor) -> dict[str, torch.Tensor]:
+        part = sequences.subset(index)
         return {"skills": part.skills, "answers": part.answers, "mask": part.mask}
+
+    return batch
 
 
 class Steps(torch.utils.data.Dataset):
@@ -87,18 +81,14 @@ class KTDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         if self.model != "dkt":
             return torch.utils.data.DataLoader(Steps(int(self.cfg.model.iterations)), batch_size=None)
-        ds = Students(self.data.train)
-        return torch.utils.data.DataLoader(ds, batch_size=self.batch_size,
-                                           sampler=EpochShuffle(len(ds), self.seed, self), collate_fn=ds.collate)
+        return index_train_loader(len(self.data.train), student_batch(self.data.train), self.batch_size, self.seed,
+                                  self)
 
     def _eval_loader(self, split: str):
-        from recx.training import eval_sampler
-
         if self.model != "dkt":
             return torch.utils.data.DataLoader(Steps(1), batch_size=None)
-        ds = Students(getattr(self.data, split))
-        return torch.utils.data.DataLoader(ds, batch_size=256, sampler=eval_sampler(ds, self.trainer),
-                                           collate_fn=ds.collate)
+        part = getattr(self.data, split)
+        return index_eval_loader(len(part), student_batch(part), 256, self.trainer)
 
     def val_dataloader(self):
         return self._eval_loader("valid")
