@@ -516,11 +516,11 @@ def data_main(args: list[str]) -> int:
     cfg = compose("train", [f"dataset={ns.name}", *ns.overrides])
     check_values("train", [f"dataset={ns.name}", *ns.overrides], cfg)  # e.g. dataset.split.ratios, before any work
     from recx.data import prepare as prep
-    from recx.run import construct as instantiate  # RecxErrors of a source's constructor reach the user unwrapped
+    from recx.runtools import construct  # not Hydra's instantiate: a source's own RecxError reaches the user as is
 
     out = console()
     data_dir = Path(ns.data_dir) if ns.data_dir else Path(cfg.paths.data_dir)
-    source = instantiate(cfg.dataset.source)
+    source = construct(cfg.dataset.source)
     if ns.verb == "download":
         raw = prep.download(source, data_dir, from_dir=ns.from_dir, log=out.print)
         out.print(f"[green]ok[/] {escape(f'raw files of {ns.name} in {raw}')}")
@@ -545,7 +545,7 @@ def data_main(args: list[str]) -> int:
         data = load_kt(source, data_dir)
         out.print(f"[green]ok[/] {escape(f'{ns.name}: {data.stats()}')}")
         return 0
-    split = instantiate(cfg.dataset.split)
+    split = construct(cfg.dataset.split)
     explicit = ns.modalities is not None
     modalities = [m for m in (ns.modalities.split(",") if explicit else cfg.dataset.get("modalities") or []) if m]
     data = prep.prepare(source, split, data_dir, from_dir=ns.from_dir, force=ns.force, log=out.print)

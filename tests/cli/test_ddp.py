@@ -16,6 +16,19 @@ from tests.cli.test_subprocess import recx
 DDP_CPU = ["hardware=ddp", "hardware.accelerator=cpu", "hardware.devices=2", "hardware.num_threads=1"]
 
 
+def ddp_then_one_process(tmp_path, args: list[str]) -> tuple[dict, dict]:
+    """Train ``args`` with two gloo processes, then re-score its best checkpoint in one: (DDP metrics, one-process
+    test metrics)."""
+    run = tmp_path / "ddp"
+    out = recx("train", *args, *DDP_CPU, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    ddp = json.loads((run / "metrics.json").read_text())
+    assert ddp["processes"] == 2
+    out = recx("eval", f"ckpt={run / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return ddp, json.loads((tmp_path / "one" / "metrics.json").read_text())["test"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model, data", [
     ("bpr", ["dataset=synthetic_mm", "dataset.source.n_users=301", "dataset.source.n_items=200",
@@ -25,15 +38,7 @@ DDP_CPU = ["hardware=ddp", "hardware.accelerator=cpu", "hardware.devices=2", "ha
     ("listnet", ["dataset=synthetic_ltr", "dataset.source.n_queries=90"]),
 ], ids=["topn-odd-users", "ltr-odd-batches", "ltr-one-batch"])
 def test_two_process_ddp_metrics_match_one_process(tmp_path, model, data):
-    run = tmp_path / "ddp"
-    out = recx("train", f"model={model}", *data, *DDP_CPU, "trainer.max_epochs=2", f"hydra.run.dir={run}",
-               cwd=tmp_path)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    ddp = json.loads((run / "metrics.json").read_text())
-    assert ddp["processes"] == 2
-    out = recx("eval", f"ckpt={run / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    single = json.loads((tmp_path / "one" / "metrics.json").read_text())["test"]
+    ddp, single = ddp_then_one_process(tmp_path, [f"model={model}", *data, "trainer.max_epochs=2"])
     exact = {k: v for k, v in ddp["test"].items() if k != "clicks_ubm@10"}  # UBM clicks are Monte Carlo per process
     # float32 scores: batches cut differently under DDP (padding widths) move the 8th digit at most
     assert exact == pytest.approx({k: single[k] for k in exact}, abs=1e-6)

@@ -4,7 +4,6 @@ models the same Lightning services as top-N — resume after a crash, ``recx eva
 from __future__ import annotations
 
 import ast
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from recx import families
 from recx.run import evaluate, load_checkpoint, train
+from tests.cli.test_ddp import ddp_then_one_process
 from tests.cli.test_runs import eval_cfg, with_callbacks
 from tests.cli.test_subprocess import recx
 
@@ -101,9 +101,6 @@ def test_src_and_baselines_refuse_ddp_before_reading_data(compose_train):
             train(cfg)
 
 
-DDP_CPU = ["hardware=ddp", "hardware.accelerator=cpu", "hardware.devices=2", "hardware.num_threads=1"]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["heartlang", "dkt"])
 def test_two_process_ddp_metrics_match_one_process(tmp_path, family):
@@ -117,13 +114,6 @@ def test_two_process_ddp_metrics_match_one_process(tmp_path, family):
     else:
         args = ["model=dkt", *KT, *SMALL_DKT, "model.epochs=2"]
         key = "auc"
-    run = tmp_path / "ddp"
-    out = recx("train", *args, *DDP_CPU, f"hydra.run.dir={run}", cwd=tmp_path)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    ddp = json.loads((run / "metrics.json").read_text())
-    assert ddp["processes"] == 2
-    out = recx("eval", f"ckpt={run / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    single = json.loads((tmp_path / "one" / "metrics.json").read_text())["test"]
+    ddp, single = ddp_then_one_process(tmp_path, args)
     assert key in single
     assert ddp["test"] == pytest.approx(single, abs=1e-6)
