@@ -112,7 +112,22 @@ def check_compatibility(cfg: DictConfig) -> None:
 
 
 def compose(config_name: str, overrides: list[str], *, return_hydra_config: bool = False) -> DictConfig:
-    """Compose a config without running anything (Hydra's compose API); errors become ConfigError."""
+    """Compose a config without running anything (Hydra's compose API); errors become ConfigError.
+
+    A command composes the same overrides more than once (the first look, then the checks): each composition is kept
+    for the process and handed out as a copy."""
+    import copy
+
+    key = (config_name, tuple(overrides), return_hydra_config, tuple(map(str, config_paths.user_config_dirs())))
+    if key not in _COMPOSED:
+        _COMPOSED[key] = _compose(config_name, overrides, return_hydra_config=return_hydra_config)
+    return copy.deepcopy(_COMPOSED[key])
+
+
+_COMPOSED: dict[tuple, DictConfig] = {}  # emptied by main(): one command's compositions, never a stale file
+
+
+def _compose(config_name: str, overrides: list[str], *, return_hydra_config: bool = False) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -653,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     # Hydra re-raises instead of printing its own "Set the environment variable HYDRA_FULL_ERROR=1" line: every
     # exception reaches the handlers below, which print one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    _COMPOSED.clear()
+    _reference.cache_clear()
     try:
         argv, config_dirs = split_config_dirs(argv)
         config_paths.add_user_config_dirs(config_dirs)
@@ -671,6 +688,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         command, rest = argv[0], argv[1:]
         if command in ("train", "sweep", "eval"):
+            from recx.threads import start_watch
+
+            start_watch()  # other processes' CPU load, measured over start-up for hardware.num_threads=auto
             return run_hydra(command, rest)
         if command == "data":
             return data_main(rest)

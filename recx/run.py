@@ -27,6 +27,8 @@ from recx.runtools import (  # noqa: F401 - the shared helpers keep their recx.r
     check_hardware, construct, count_parameters, is_global_zero, load_checkpoint, load_checkpoint_of, model_class,
     model_reports, quiet_lightning, save_checkpoint, write_json,
 )
+from recx.runtools import cpu_processes, seconds_since_process_start
+from recx.threads import governor
 
 
 def build_datamodule(cfg: DictConfig):
@@ -88,6 +90,11 @@ def epoch_history():
         def __init__(self) -> None:
             self.rows: list[dict[str, Any]] = []
             self._tic = 0.0
+            self.startup_s: float | None = None
+
+        def on_train_start(self, trainer, module) -> None:
+            #: process start to the first training step: imports, config, data, model, trainer (issue 19: ≤ 4 s)
+            self.startup_s = seconds_since_process_start()
 
         def on_train_epoch_start(self, trainer, module) -> None:
             self._tic = time.perf_counter()
@@ -96,6 +103,9 @@ def epoch_history():
             row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - self._tic, 3)}
             row.update({k: round(float(v), 6) for k, v in trainer.callback_metrics.items()
                         if (k.startswith("val/") or k.startswith("train/")) and v.numel() == 1})
+            # what recx.training.log_evaluation sent to the loggers directly (every metric of the round)
+            row.update({k: round(v, 6) for k, v in getattr(module, "logged_evaluation", {}).items()
+                        if k.startswith("val/")})
             if hasattr(module, "history_row"):  # what a family adds (ECG: the learning rate of the epoch's last step)
                 row.update(module.history_row())
             self.rows.append(row)
@@ -129,7 +139,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "checkpoints"
     resume_ckpt = resume_checkpoint(cfg, run_dir)
-    check_hardware(cfg.hardware)
+    threads = check_hardware(cfg.hardware)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     writer = is_global_zero()  # under DDP every process trains and evaluates; rank 0 alone writes the run's files
     if writer:
@@ -180,6 +190,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(EarlyStopping(monitor=task.monitor, mode=task.mode, patience=int(patience),
                                        min_delta=cfg.callbacks.early_stopping.min_delta, check_finite=False))
     callbacks += list(task.callbacks)
+    thread_governor = governor(cfg.hardware.get("num_threads"), cpu_processes(cfg.hardware))
+    if thread_governor is not None:
+        callbacks.append(thread_governor)
     callbacks += [construct(node) for node in cfg.callbacks.get("extra") or []]
     trainer = build_trainer(cfg, run_dir, callbacks, max_epochs=task.max_epochs)
 
@@ -222,6 +235,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "resumed_from": str(resume_ckpt) if resume_ckpt else None,
         **(task.report(module, dm) if task.report is not None else {}),
         "history": history.rows,
+        "startup_s": history.startup_s,
+        "threads": {"start": threads, "changes": thread_governor.changes if thread_governor is not None else []},
         "train_time_s": round(train_time, 3),
         "eval_time_s": round(eval_time, 3),
         "data": family.data_stats(dm) if family.data_stats is not None else None,

@@ -40,14 +40,41 @@ def model_class(model_cfg: DictConfig):
                           fix="check the class path in conf/model/<name>.yaml") from exc
 
 
-def check_hardware(hardware: DictConfig) -> None:
+def check_hardware(hardware: DictConfig) -> str:
+    """Refuse a GPU config without CUDA; set torch's threads (``hardware.num_threads``: an integer, ``auto`` =
+    :mod:`recx.threads`, null = torch's default). Returns the thread line for the run's log."""
     import torch
+
+    from recx.threads import apply_threads
 
     if hardware.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError("hardware asks for a GPU but torch sees no CUDA device", field="hardware.accelerator",
                           fix="use hardware=cpu (the installed torch is the CPU build unless you changed it)")
-    if hardware.get("num_threads"):
-        torch.set_num_threads(int(hardware.num_threads))
+    return apply_threads(hardware.get("num_threads"), processes=cpu_processes(hardware))
+
+
+def cpu_processes(hardware: DictConfig) -> int:
+    """How many CPU processes this run starts on this machine (DDP on CPU: ``devices``; else 1)."""
+    devices = hardware.get("devices", 1)
+    if str(hardware.get("accelerator", "cpu")) == "cpu" and "ddp" in str(hardware.get("strategy", "")) \
+            and str(devices).isdigit():
+        return max(1, int(devices))
+    return 1
+
+
+def seconds_since_process_start() -> float | None:
+    """Wall seconds since this process started (Linux ``/proc``; None elsewhere): a run's start-up cost."""
+    import os
+    import time
+
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(fields[19])  # field 22 of stat(5), after pid and (comm)
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return round(time.time() - (boot + started_ticks / os.sysconf("SC_CLK_TCK")), 2)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def is_global_zero() -> bool:

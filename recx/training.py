@@ -29,6 +29,26 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device | None) -> di
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def log_evaluation(module, stage: str, values: dict[str, float], monitor: str | None) -> None:
+    """Log one evaluation round: the selection metric through Lightning (early stopping, the best checkpoint and the
+    progress bar read it), every other value straight to the run's loggers in one call per logger.
+
+    Lightning's ``self.log`` costs ~0.5 ms per key (its result collection, device moves and teardown); a top-N round
+    has ~30 keys, which made those hooks the largest part of one evaluation pass on ml100k. The values also land in
+    ``module.logged_evaluation`` (``"val/recall@20"`` -> value), which the per-epoch history reads.
+    """
+    shown = monitor if stage == "val" and monitor in values else None
+    rest = {f"{stage}/{k}": float(v) for k, v in values.items() if k != shown}
+    if shown is not None:
+        module.log(f"{stage}/{shown}", float(values[shown]), prog_bar=True)
+    module.logged_evaluation = {**rest, **({f"{stage}/{shown}": float(values[shown])} if shown else {})}
+    trainer = module._trainer
+    if trainer is None or not rest or trainer.sanity_checking or not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics({**rest, "epoch": trainer.current_epoch}, step=trainer.global_step)
+
+
 def eval_sampler(dataset, trainer):
     """The sampler of an evaluation loader: None (in order) in one process; under DDP a :class:`DisjointShare`.
 

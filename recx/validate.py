@@ -56,7 +56,7 @@ KEY_TYPES: dict[str, tuple[frozenset[str], bool]] = {
     "trainer.gradient_clip_val": (frozenset({"int", "float"}), True),
     "hardware.precision": (frozenset({"str", "int"}), False),  # "32-true", "bf16-mixed", 32, 16
     "hardware.devices": (frozenset({"int", "str", "list"}), False),  # 1, "auto", "0,1", [0, 1]
-    "hardware.num_threads": (frozenset({"int"}), True),
+    "hardware.num_threads": (frozenset({"int", "str"}), True),  # an integer, auto (recx.threads) or null
     "preference": (frozenset({"list", "str"}), False),  # recx eval lis: one spec or a list
     "representation": (frozenset({"list", "str"}), False),
     "features": (frozenset({"list", "str"}), False),  # recx eval metric=feature_quality
@@ -294,6 +294,8 @@ CHOICES: dict[str, tuple[str, ...] | str] = {
     "model.episodes": ("official", "students"),
     "model.baseline": ("none", "moving_average", "greedy"),
     "metric.scorer": ("torch", "faiss"),
+    "metric.during_training": ("accuracy", "all"),
+    "hardware.num_threads": ("auto",),
     "metric.idcg_zero": ("one", "zero"),
     "hardware.accelerator": ("cpu", "gpu", "cuda", "auto", "mps", "tpu"),
 }

@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 
 from recx.ltr.models.base import LTRModel
-from recx.training import LossSteps, SameEvaluation
+from recx.training import LossSteps, SameEvaluation, log_evaluation
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
 
@@ -105,8 +105,5 @@ class LTRModule(LossSteps, SameEvaluation, pl.LightningModule):
         values = {k: v / max(self._count, 1) for k, v in self._sums.items()}
         values["n_queries"] = float(self._count)
         self.results[STAGE_SPLIT[stage]] = values
-        shown = self.monitor if stage == "val" else None
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items() if k != shown and k != "n_queries"})
-        if shown in values:
-            self.log(f"{stage}/{shown}", values[shown], prog_bar=True)
+        log_evaluation(self, stage, {k: v for k, v in values.items() if k != "n_queries"}, self.monitor)
         return values

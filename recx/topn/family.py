@@ -92,7 +92,8 @@ def build_module(cfg: DictConfig, net):
                       scorer=cfg.metric.get("scorer", "torch"),
                       memory_budget_mb=cfg.metric.get("memory_budget_mb", 256),
                       cold_threshold=cfg.metric.get("cold_threshold"), seed=cfg.seed,
-                      metric_decimals=protocol_of(cfg).get("metric_decimals"), **optim)
+                      metric_decimals=protocol_of(cfg).get("metric_decimals"),
+                      during_training=cfg.metric.get("during_training", "accuracy"), **optim)
 
 
 def conventions(cfg: DictConfig, dm) -> dict:

@@ -13,10 +13,11 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
+from recx.errors import ConfigError
 from recx.metrics.topk import TopKMetrics
 from recx.scoring import make_ranker
 from recx.topn.models.base import TopNModel
-from recx.training import LossSteps, SameEvaluation
+from recx.training import LossSteps, SameEvaluation, log_evaluation
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
 
@@ -37,6 +38,7 @@ class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
         cold_threshold: int | None = None,
         seed: int = 0,
         metric_decimals: int | None = None,
+        during_training: str = "accuracy",
     ) -> None:
         super().__init__()
         self.net = net
@@ -50,6 +52,14 @@ class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
         #: round every metric to this many decimals before it is logged, selected on and reported (MMRec: 4, so
         #: early stopping and the best epoch see the rounded values and a tie at 4 decimals is no improvement)
         self.metric_decimals = metric_decimals
+        #: what the validation rounds inside ``fit`` compute: "accuracy" (the ranking metrics, which selection and
+        #: early stopping read) or "all" (also the cold-start view and coverage/popularity/Gini). The validation of
+        #: the best checkpoint and the test always compute everything; skipping the extra views per epoch keeps one
+        #: evaluation pass near the bare score + mask + top-K cost.
+        if during_training not in ("accuracy", "all"):
+            raise ConfigError(f"metric.during_training={during_training!r} is not one of accuracy, all",
+                              field="metric.during_training", fix="use metric.during_training=accuracy or all")
+        self.during_training = during_training
         self.results: dict[str, dict[str, float]] = {}
         #: the resolved run config, stored in every checkpoint so `recx eval` can rebuild the run from it alone
         self.recx_config: dict[str, Any] | None = None
@@ -80,14 +90,16 @@ class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
         seen_indptr, seen_indices = dm.seen_csr(split)
         truth_indptr, truth_indices = dm.truth_csr(split)
         self._ranker = make_ranker(self.scorer, k=max(self.ks), seen_indptr=seen_indptr, seen_indices=seen_indices,
-                                   memory_budget_mb=self.memory_budget_mb, device=self.device)
+                                   memory_budget_mb=self.memory_budget_mb, device=self.device,
+                                   n_items=dm.data.n_items)
+        full_view = self.during_training == "all" or self.trainer.state.fn != "fit"
         self._metric = TopKMetrics(
             metrics=self.metric_names, ks=self.ks, truth_indptr=truth_indptr, truth_indices=truth_indices,
-            n_items=dm.data.n_items, item_popularity=dm.data.item_popularity(),
+            n_items=dm.data.n_items, item_popularity=dm.data.item_popularity() if full_view else None,
         ).to(self.device)
         self._skipped = dm.skipped_users(split)
         self._cold_metric = None
-        if self.cold_threshold is not None:
+        if self.cold_threshold is not None and full_view:
             cold_indptr, cold_indices, self._n_cold = dm.cold_truth_csr(split, self.cold_threshold)
             self._cold_metric = TopKMetrics(metrics=self.metric_names, ks=self.ks, truth_indptr=cold_indptr,
                                             truth_indices=cold_indices, n_items=dm.data.n_items).to(self.device)
@@ -118,9 +130,6 @@ class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
             values["cold/n_users"] = cold.get("n_users", 0.0)
             values["cold/n_items"] = float(self._n_cold)
         self.results[split] = values
-        shown = self.monitor if stage == "val" else None  # the progress bar shows the selection metric only
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items() if "@" in k and k != shown})
-        if shown in values:
-            self.log(f"{stage}/{shown}", values[shown], prog_bar=True)
+        log_evaluation(self, stage, {k: v for k, v in values.items() if "@" in k}, self.monitor)
         self._metric, self._ranker, self._cold_metric = None, None, None
         return values

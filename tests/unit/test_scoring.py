@@ -90,6 +90,24 @@ def test_ties_follow_stable_sort_reference(k):
     assert torch.equal(values, ref_values)
 
 
+def test_rows_with_ties_inside_the_list_only_are_reordered_by_id():
+    """Distinct rows keep topk's order; a row whose tie lies inside the top-K (not at its boundary) is re-ordered by
+    id -- the path where only some rows of a chunk are sorted again."""
+    g = torch.Generator().manual_seed(3)
+    scores = torch.rand(40, 30, generator=g)
+    for row in (2, 17, 39):  # the two best items of these rows tie; the boundary stays unambiguous
+        best = scores[row].argsort(descending=True)[:2]
+        scores[row, best] = 2.0
+    scores[5, :] = -float("inf")
+    scores[5, 7] = 1.0
+    values, items = topk_deterministic(scores.clone(), 4)
+    ref_values, ref_items = reference_topk(scores, 4)
+    ref_items = ref_items.masked_fill(ref_values == float("-inf"), -1)
+    assert torch.equal(items, ref_items)
+    assert torch.equal(values, ref_values)
+    assert (items[[2, 17, 39], 0] < items[[2, 17, 39], 1]).all()
+
+
 def test_tie_crossing_the_boundary_takes_the_smallest_ids():
     scores = torch.tensor([[0.0, 5.0, 3.0, 3.0, 3.0, 3.0, 1.0, 3.0]])
     values, items = topk_deterministic(scores, 3)
