@@ -95,9 +95,21 @@ class LossSteps:
         if loss is None:  # nothing to train (Pop, the random ranker)
             return None
         check_finite_loss(loss, self.current_epoch, self.global_step, fix=self.nan_fix)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=self.batch_size_of(batch))
+        self._log_epoch_loss(loss, self.batch_size_of(batch), batch_idx)
         return loss
+
+    def _log_epoch_loss(self, loss: torch.Tensor, n: int, batch_idx: int) -> None:
+        """``train/loss``: the epoch's mean loss weighted by batch size (what ``self.log(on_epoch=True)`` reports),
+        summed here and logged once, on the epoch's last batch. Lightning's per-call logging costs ~0.5 ms, as much
+        as a whole BPR step on ml100k."""
+        if batch_idx == 0 or getattr(self, "_loss_sum", None) is None:  # (a run resumed inside an epoch)
+            self._loss_sum, self._loss_n = torch.zeros((), device=loss.device), 0
+        self._loss_sum = self._loss_sum + loss.detach() * n
+        self._loss_n += n
+        last = getattr(self._trainer, "num_training_batches", None) if self._trainer is not None else None
+        if last is None or batch_idx + 1 >= last:
+            self.log("train/loss", self._loss_sum / max(self._loss_n, 1), on_step=False, on_epoch=True,
+                     prog_bar=True, batch_size=self._loss_n)
 
     def optimizer_parameters(self) -> list:
         """What the optimiser updates: the model's own parameter groups when it defines them (``optimizer_groups``,

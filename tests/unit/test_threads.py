@@ -58,6 +58,7 @@ def test_explicit_settings_win(monkeypatch):
 def test_auto_sees_a_busy_machine(monkeypatch):
     """auto: with one of two cores held by another process, one thread; the same machine idle, two."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_WATCH", None)  # no CLI start in this process: auto samples its own window
     monkeypatch.setattr(threads, "usable_cores", lambda: [0, 1])
     samples = iter([CpuSample(0, 0, 0.0, 0.0), CpuSample(100, 200, 0.0, 1.0),
                     CpuSample(0, 0, 0.0, 0.0), CpuSample(0, 200, 0.0, 1.0)])

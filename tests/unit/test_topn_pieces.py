@@ -92,3 +92,39 @@ def test_users_from_items_is_the_user_rows_of_the_normalised_adjacency():
     expected0 = items[0] / 2 ** 0.5 + items[1] / 2.0
     expected1 = items[1] / 2 ** 0.5  # user 1 (degree 1) sees item 1 (degree 2)
     assert torch.allclose(users, torch.stack([expected0, expected1]), atol=1e-6)
+
+
+def test_vbpr_projects_each_distinct_batch_item_once_with_the_same_loss_and_gradients():
+    """VBPR's training loss projects the distinct items of a batch once; values and gradients equal projecting
+    every row of the batch (item_vectors), and a wrong gather would break the equality."""
+    from recx.data.interactions import InteractionData
+    from recx.topn.models.vbpr import VBPR
+
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.tensor([[0, 0], [0, 1], [1, 2], [2, 3], [3, 4], [1, 0]])
+    empty = torch.empty(0, 2, dtype=torch.long)
+    data = InteractionData("tiny", 4, 6, pairs, empty, empty, [str(u) for u in range(4)],
+                           [str(i) for i in range(6)], {"image": torch.randn(6, 7, generator=g),
+                                                        "text": torch.randn(6, 5, generator=g)})
+    torch.manual_seed(0)
+    model = VBPR(data, embedding_dim=8, reg_weight=0.1, reg_scope="full")
+    batch = {"users": torch.tensor([0, 1, 1, 3, 2, 0]), "pos": torch.tensor([1, 2, 2, 4, 3, 0]),
+             "neg": torch.tensor([5, 5, 0, 2, 4, 1])}
+
+    def per_row_loss():
+        from recx.topn.losses import bpr_loss, l2_penalty
+
+        u = model.user_embedding(batch["users"])
+        i, j = model.item_vectors(batch["pos"]), model.item_vectors(batch["neg"])
+        reg = l2_penalty(u, i, j, batch_size=6, form=model.reg_form)
+        return bpr_loss((u * i).sum(-1), (u * j).sum(-1)) + model.reg_weight * reg
+
+    expected = per_row_loss()
+    expected.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got = model.loss(batch)
+    got.backward()
+    assert torch.allclose(got, expected, atol=1e-6)
+    for p, ref in zip(model.parameters(), grads):
+        assert torch.allclose(p.grad, ref, atol=1e-6)
