@@ -500,6 +500,24 @@ def check_suite_steps(suite, forwarded: list[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------ data
+def unconfigured_dataset(name: str, verb: str, from_dir: str | None) -> None:
+    """A dataset name without a config: say what works instead of a fix that would fail again (an MMRec folder runs
+    in place as ``dataset=mmrec``; anything else needs a dataset config in a user folder)."""
+    choices = config_paths.group_choices("dataset")
+    if name in choices:
+        return
+    folder = Path(from_dir) if from_dir else None
+    if folder is not None and folder.is_dir() and any(folder.glob("*.inter")):
+        raise ConfigError(f"no dataset config is named '{name}'; {folder} is an MMRec folder, which needs none",
+                          field="dataset", path=folder,
+                          fix=f"recx data prepare mmrec dataset.path={folder}  (and train with "
+                              f"`recx train model=<m> dataset=mmrec dataset.path={folder}`)")
+    raise ConfigError(f"unknown dataset '{name}'", field="dataset",
+                      fix=f"choose one of: {', '.join(choices)}; an MMRec folder runs as `recx data {verb} mmrec "
+                          "dataset.path=<folder>`; other data needs a dataset config in a --config-dir folder "
+                          "(docs/extending.md)")
+
+
 def data_main(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="recx data", description="Fetch (with checksums) and prepare datasets. "
                                      "--config-dir DIR (repeatable) or RECX_CONFIG_PATH adds the user's datasets.")
@@ -527,6 +545,7 @@ def data_main(args: list[str]) -> int:
         ns.overrides = [*getattr(ns, "overrides", []), *unknown]
     if ns.verb == "list":
         return _data_list()
+    unconfigured_dataset(ns.name, ns.verb, getattr(ns, "from_dir", None))
     check_choices([f"dataset={ns.name}"])
     cfg = compose("train", [f"dataset={ns.name}", *ns.overrides])
     check_values("train", [f"dataset={ns.name}", *ns.overrides], cfg)  # e.g. dataset.split.ratios, before any work

@@ -88,6 +88,22 @@ def test_mmrec_without_a_path_names_the_key(tmp_path, capsys):
     assert exit_info.value.code == 2 and "dataset.path" in capsys.readouterr().err
 
 
+def test_a_dataset_without_a_config_gets_a_fix_that_works(tmp_path, capsys):
+    """`recx data download <name> --from <MMRec folder>` for a name with no config: the fix is the dataset=mmrec
+    command, which then succeeds; a name and no MMRec folder lists the choices and the two ways out."""
+    folder = write_mmrec(tmp_path / "mine", name="mine", n_users=30)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["data", "download", "mine", "--from", str(folder), "--data-dir", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"recx data prepare mmrec dataset.path={folder}" in err
+    assert cli.main(["data", "prepare", "mmrec", "--data-dir", str(tmp_path / "d"), f"dataset.path={folder}"]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["data", "prepare", "nosuch", "--data-dir", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "ml100k" in err and "dataset=mmrec" not in err.split("fix")[0]
+    assert "mmrec dataset.path=<folder>" in err and "--config-dir" in err
+
+
 @pytest.mark.slow
 def test_train_a_feature_model_on_any_mmrec_folder(tmp_path):
     from tests.cli.test_subprocess import recx
