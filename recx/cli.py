@@ -114,14 +114,21 @@ def check_compatibility(cfg: DictConfig) -> None:
 def compose(config_name: str, overrides: list[str], *, return_hydra_config: bool = False) -> DictConfig:
     """Compose a config without running anything (Hydra's compose API); errors become ConfigError.
 
-    A command composes the same overrides more than once (the first look, then the checks): each composition is kept
-    for the process and handed out as a copy."""
+    A command composes the same overrides more than once (the first look, the checks, the reference defaults of the
+    same group choices): each composition is made once per command, with Hydra's own node, and handed out as a copy
+    (without that node unless asked for, exactly as Hydra's compose API removes it)."""
     import copy
 
-    key = (config_name, tuple(overrides), return_hydra_config, tuple(map(str, config_paths.user_config_dirs())))
+    from omegaconf import open_dict
+
+    key = (config_name, tuple(overrides), tuple(map(str, config_paths.user_config_dirs())))
     if key not in _COMPOSED:
-        _COMPOSED[key] = _compose(config_name, overrides, return_hydra_config=return_hydra_config)
-    return copy.deepcopy(_COMPOSED[key])
+        _COMPOSED[key] = _compose(config_name, overrides, return_hydra_config=True)
+    cfg = copy.deepcopy(_COMPOSED[key])
+    if not return_hydra_config and "hydra" in cfg:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg
 
 
 _COMPOSED: dict[tuple, DictConfig] = {}  # emptied by main(): one command's compositions, never a stale file
