@@ -13,9 +13,10 @@ seconds per epoch, seconds per evaluation pass, wall seconds per seed (process s
 tests/parity/test_mmrec_parity.py reads (it then needs ``--generator-seed``, the seed the folder was made with by
 scripts/make_mmrec_data.py, with its default size).
 
-recx's times come from its metrics.json: train s/epoch = (fit time − per-epoch validation) / epochs, with one
-validation pass timed as half of the final validate+test; MMRec's from timing its own ``_train_epoch`` and
-``evaluate`` (scripts/mmrec_driver.py).
+recx's times come from its metrics.json history: per epoch, the epoch's seconds less its validation round's
+(``val_seconds``), and the median validation round as one evaluation pass; MMRec's from timing its own
+``_train_epoch`` and ``evaluate`` (scripts/mmrec_driver.py). ``--epochs N`` makes both run exactly N epochs: a speed
+comparison in minutes (the metrics then are not converged).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ SETTINGS: dict[str, tuple[str, dict[str, str]]] = {
 
 
 def run_mmrec(args, model: str, out: Path) -> dict:
-    sets = [x for k, v in SETTINGS[model][1].items() for x in ("--set", f"{k}={v}")]
+    settings = {**SETTINGS[model][1], **({"epochs": str(args.epochs)} if args.epochs else {})}
+    sets = [x for k, v in settings.items() for x in ("--set", f"{k}={v}")]
     command = [str(args.mmrec_python), str(REPO / "scripts" / "mmrec_driver.py"), "--mmrec", str(args.mmrec),
                "--data", str(args.data), "--model", model, "--seeds", *map(str, args.seeds), "--out", str(out), *sets]
     started = time.perf_counter()
@@ -57,7 +59,7 @@ def run_mmrec(args, model: str, out: Path) -> dict:
     record["wall_s_per_seed"] = round((time.perf_counter() - started) / len(args.seeds), 2)
     record["command"] = " ".join(["<mmrec venv>/bin/python", "scripts/mmrec_driver.py", "--mmrec <MMRec checkout>",
                                   "--data <folder>", "--model", model, "--seeds", *map(str, args.seeds),
-                                  *[f"--set {k}={v}" for k, v in SETTINGS[model][1].items()]])
+                                  *[f"--set {k}={v}" for k, v in settings.items()]])
     return record
 
 
@@ -68,18 +70,26 @@ def run_recx(args, model: str, work: Path) -> dict:
         run_dir = work / f"recx-{name}-{seed}"
         command = [sys.executable, "-m", "recx.cli", "train", f"model={name}", "dataset=mmrec",
                    f"dataset.path={args.data}", "protocol=mmrec", f"seed={seed}", f"paths.run_dir={run_dir}",
-                   "progress=false", "logger=none", "callbacks.lis.enabled=false"]
+                   "progress=false", "logger=none", "callbacks.lis.enabled=false",
+                   *([f"trainer.max_epochs={args.epochs}"] if args.epochs else [])]
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
         wall = time.perf_counter() - started
         m = json.loads((run_dir / "metrics.json").read_text())
         epochs = max(int(m["epochs_trained"]), 1)
-        eval_pass = m["eval_time_s"] / 2.0
+        history = m.get("history") or []
+        if history and all("val_seconds" in row for row in history):
+            # per epoch: the whole epoch and its validation round, as MMRec's driver times _train_epoch and evaluate
+            train_s = statistics.mean(row["seconds"] - row["val_seconds"] for row in history)
+            eval_pass = statistics.median(row["val_seconds"] for row in history)
+        else:  # older metrics.json: one pass = half the final validate + test
+            eval_pass = m["eval_time_s"] / 2.0
+            train_s = max(m["train_time_s"] - epochs * eval_pass, 0.0) / epochs
         runs.append({"seed": seed, "test": {k: m["test"][k] for k in ("recall@20", "ndcg@20")},
-                     "best_epoch": m["best_epoch"], "epochs": epochs,
-                     "train_s_per_epoch": round(max(m["train_time_s"] - epochs * eval_pass, 0.0) / epochs, 4),
-                     "eval_s_per_pass": round(eval_pass, 4), "wall_s": round(wall, 2)})
+                     "best_epoch": m["best_epoch"], "epochs": epochs, "train_s_per_epoch": round(train_s, 4),
+                     "eval_s_per_pass": round(eval_pass, 4), "wall_s": round(wall, 2),
+                     "startup_s": m.get("startup_s")})
     return {"model": name, "runs": runs}
 
 
@@ -97,6 +107,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_vs_mmrec"))
     parser.add_argument("--record", type=Path, default=None, help="write <dir>/mmrec_<model>.json parity records")
     parser.add_argument("--generator-seed", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="a speed comparison: both run exactly this many epochs (metrics then mean little)")
     args = parser.parse_args()
     args.mmrec, args.data = args.mmrec.resolve(), args.data.resolve()
     args.mmrec_python = args.mmrec_python or args.mmrec / "venv" / "bin" / "python"
@@ -120,6 +132,10 @@ def main() -> None:
         print(f"| {model} | {mean(t, 'recall@20', 'test'):.4f} | {mean(o, 'recall@20', 'test'):.4f} "
               f"| {mean(t, 'ndcg@20', 'test'):.4f} | {mean(o, 'ndcg@20', 'test'):.4f} "
               + "".join(f"| {a:.3f} | {b:.3f} | {a / max(b, 1e-9):.1f} " for a, b in (tr, ev, wall)) + "|")
+    starts = [r["startup_s"] for _, _, ours in rows for r in ours["runs"] if r.get("startup_s") is not None]
+    if starts:
+        print(f"recx start-up (process start to the first training step): median {statistics.median(starts):.2f} s "
+              f"over {len(starts)} runs")
 
 
 def write_record(args, model: str, theirs: dict, ours: dict) -> None:

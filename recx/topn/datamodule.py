@@ -38,6 +38,11 @@ class _Batches(Dataset):
         return self.length
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        # one process reads consecutive batches (the epoch's order is already in the columns): slicing them is free,
+        # while turning 2,048 Python ints into an index tensor costs ~0.5 ms a step; other samplers (DDP shares) index
+        first, last = indices[0], indices[-1]
+        if last - first + 1 == len(indices) and indices == list(range(first, last + 1)):
+            return {k: v[first:last + 1] for k, v in self.columns.items()}
         index = torch.as_tensor(indices)
         return {k: v[index] for k, v in self.columns.items()}
 
