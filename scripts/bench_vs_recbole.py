@@ -26,7 +26,8 @@ first from the start of fit), eval s per full test pass (median of the timed pas
 training + one validation and one test pass, after imports), each the median over seeds, and recx's speed-up
 (RecBole time / recx time). The train and eval figures are also reported as CPU seconds of the process
 (``time.process_time``; train: fit CPU / epochs), which other load on a shared machine disturbs far less than wall
-time. ``recx floor`` is recx's bare evaluation kernel on the same weights (scorer + metrics, no Lightning loop).
+time. ``recx floor`` is recx's bare work without the Lightning loop: for evaluation the scorer + metrics on the same
+weights, for training the triplets + loss + backward + Adam step per batch on a fresh network (CPU s, a few epochs).
 """
 
 from __future__ import annotations
@@ -149,9 +150,9 @@ def run_recx(model: str, epochs: int, seed: int, passes: int, run_dir: Path) -> 
 
     # recx's bare evaluation kernel on the same weights: ranker + metrics, no Lightning loop
     net = module.net
-    floor = []
+    floor, floor_cpu = [], []
     for _ in range(passes):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         net.eval()  # clears what the model derived for scoring (LightGCN's propagation), as a new epoch's weights do
         with torch.inference_mode():
             ranker = make_ranker("torch", k=max(module.ks), seen_indptr=dm.seen_csr("test")[0],
@@ -164,6 +165,7 @@ def run_recx(model: str, epochs: int, seed: int, passes: int, run_dir: Path) -> 
                 metric.update(items, users)
             bare = {k: float(v) for k, v in metric.compute().items()}
         floor.append(time.perf_counter() - t)
+        floor_cpu.append(time.process_time() - c)
     if abs(bare["ndcg@20"] - test["ndcg@20"]) > 1e-6:
         raise SystemExit(f"recx's bare kernel disagrees with its test pass: {bare['ndcg@20']} vs {test['ndcg@20']}")
     splits = {s: dm.data.split(s) for s in SPLITS}
@@ -175,17 +177,43 @@ def run_recx(model: str, epochs: int, seed: int, passes: int, run_dir: Path) -> 
         "fit_cpu_s_per_epoch": round(fit_cpu / epochs, 4), "eval_cpu_s_per_pass": round(statistics.median(timed_cpu), 4),
         "eval_s_per_pass": round(statistics.median(timed), 4), "eval_passes_s": [round(x, 4) for x in timed],
         "floor_s_per_pass": round(statistics.median(floor), 4),
+        "floor_cpu_s_per_pass": round(statistics.median(floor_cpu), 4),
+        "train_floor_cpu_s_per_epoch": train_floor(cfg, dm, min(epochs, 5)),
         "wall_s": round(evaluated - started, 2), "threads": torch.get_num_threads(),
     }
 
 
-def recx_startup() -> float:
-    """Seconds a fresh interpreter spends importing what a recx top-N run imports (run life, family, Lightning)."""
-    code = ("import time; t = time.perf_counter(); import recx.run, recx.cli, recx.topn.family, recx.topn.module, "
-            "lightning.pytorch; print(time.perf_counter() - t)")
+def train_floor(cfg, dm, epochs: int) -> float:
+    """CPU s/epoch of recx's bare training work on a fresh network: the epoch's triplets (the datamodule's seeded
+    permutation + negatives) and, per batch of the same size, the model's loss, backward and the Adam step; no
+    Lightning loop. The median over ``epochs`` epochs."""
+    from recx.topn.family import build_net
+
+    net = build_net(cfg.model, dm.data).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=float(cfg.model.lr), weight_decay=float(cfg.model.weight_decay))
+    times = []
+    for epoch in range(epochs):
+        c = time.process_time()
+        triplets = dm.epoch_triplets(epoch)
+        for batch in zip(*(triplets[k].split(dm.batch_size) for k in triplets)):
+            loss = net.loss(dict(zip(triplets, batch)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        times.append(time.process_time() - c)
+    return round(statistics.median(times), 4)
+
+
+def recx_startup() -> tuple[float, float]:
+    """Seconds (wall, CPU) a fresh interpreter spends importing what a recx top-N run imports (run life, family,
+    Lightning)."""
+    code = ("import time; t, c = time.perf_counter(), time.process_time(); import recx.run, recx.cli, "
+            "recx.topn.family, recx.topn.module, lightning.pytorch; "
+            "print(time.perf_counter() - t, time.process_time() - c)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    return float(out.stdout.strip().splitlines()[-1])
+    wall, cpu = map(float, out.stdout.strip().splitlines()[-1].split())
+    return wall, cpu
 
 
 # ---------------------------------------------------------------------------------------------------- RecBole
@@ -241,20 +269,22 @@ def report(rows: list[tuple[str, list[dict], list[dict]]], startup: dict) -> str
                      f"| {a:.1f} | {b:.1f} | {a / max(b, 1e-9):.2f} |")
     lines += ["", "CPU seconds of the process (time.process_time), the same medians:", "",
               "| model | RecBole train CPU s/epoch | recx train CPU s/epoch | × | RecBole eval CPU s/pass "
-              "| recx eval CPU s/pass | × |", "|---" + "|---:" * 6 + "|"]
+              "| recx eval CPU s/pass | × | recx floor: train CPU s/epoch | recx floor: eval CPU s/pass |",
+              "|---" + "|---:" * 8 + "|"]
     for model, theirs, ours in rows:
         cells = []
         for key in ("fit_cpu_s_per_epoch", "eval_cpu_s_per_pass"):
             a, b = med(theirs, key), med(ours, key)
             cells.append(f"{a:.4f} | {b:.4f} | {a / max(b, 1e-9):.2f}")
-        lines.append(f"| {model} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {model} | {cells[0]} | {cells[1]} | {med(ours, 'train_floor_cpu_s_per_epoch'):.4f} "
+                     f"| {med(ours, 'floor_cpu_s_per_pass'):.4f} |")
     lines.append("")
     for model, theirs, _ in rows:
         if all(r.get("eval_cached_s_per_pass") is not None for r in theirs):
             lines.append(f"RecBole {model} re-evaluating the same weights with its propagation cache kept: "
                          f"{med(theirs, 'eval_cached_s_per_pass'):.4f} s/pass")
-    lines.append(f"start-up (imports, fresh interpreter): RecBole {startup['recbole']:.2f} s, "
-                 f"recx {startup['recx']:.2f} s")
+    lines.append(f"start-up (imports, fresh interpreter): RecBole {startup['recbole']:.2f} s "
+                 f"({startup['recbole_cpu']:.2f} CPU s), recx {startup['recx']:.2f} s ({startup['recx_cpu']:.2f} CPU s)")
     return "\n".join(lines)
 
 
@@ -284,14 +314,14 @@ def main() -> None:
     data = write_atomic_split(splits, args.work, "recx_ml100k")["train"].parent
     print(f"split written to {data}: {json.dumps(split_counts(splits))}", flush=True)
 
-    startup = {"recx": recx_startup(), "recbole": None}
+    startup = dict(zip(("recx", "recx_cpu"), recx_startup()))
     results: dict[str, tuple[list[dict], list[dict]]] = {m: ([], []) for m in args.models}
     for seed in args.seeds:
         for model in args.models:
             theirs = run_recbole(args, model, seed, data)
             ours = run_recx(model, args.epochs, seed, args.eval_passes, args.work / f"recx-{model}-{seed}")
             check_same_data(ours, theirs)
-            startup["recbole"] = theirs["import_s"]
+            startup["recbole"], startup["recbole_cpu"] = theirs["import_s"], theirs["import_cpu_s"]
             results[model][0].append(theirs)
             results[model][1].append(ours)
             print(json.dumps({"seed": seed, "model": model, **{
