@@ -174,7 +174,8 @@ def run_recx(model: str, epochs: int, seed: int, passes: int, run_dir: Path) -> 
         "data": {"users": dm.data.n_users, "items": dm.data.n_items, **split_counts(splits)},
         "valid": {k: valid[k] for k in METRICS}, "test": {k: test[k] for k in METRICS},
         "train_s_per_epoch": round(statistics.median(epoch_s), 4), "fit_s_per_epoch": round(fit_s / epochs, 4),
-        "fit_cpu_s_per_epoch": round(fit_cpu / epochs, 4), "eval_cpu_s_per_pass": round(statistics.median(timed_cpu), 4),
+        "fit_cpu_s_per_epoch": round(fit_cpu / epochs, 4),
+        "eval_cpu_s_per_pass": round(statistics.median(timed_cpu), 4),
         "eval_s_per_pass": round(statistics.median(timed), 4), "eval_passes_s": [round(x, 4) for x in timed],
         "floor_s_per_pass": round(statistics.median(floor), 4),
         "floor_cpu_s_per_pass": round(statistics.median(floor_cpu), 4),
@@ -257,7 +258,8 @@ def report(rows: list[tuple[str, list[dict], list[dict]]], startup: dict) -> str
             for key in METRICS:
                 a, b = mean_metric(theirs, split, key), mean_metric(ours, split, key)
                 lines.append(f"| {model} | {split} | {key} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
-    lines += ["", "| model | RecBole train s/epoch | recx train s/epoch | × | RecBole eval s/pass | recx eval s/pass | × "
+    lines += ["", "| model | RecBole train s/epoch | recx train s/epoch | × | RecBole eval s/pass "
+              "| recx eval s/pass | × "
               "| recx floor s/pass | RecBole wall s | recx wall s | × |", "|---" + "|---:" * 10 + "|"]
     for model, theirs, ours in rows:
         cells = []
@@ -284,7 +286,8 @@ def report(rows: list[tuple[str, list[dict], list[dict]]], startup: dict) -> str
             lines.append(f"RecBole {model} re-evaluating the same weights with its propagation cache kept: "
                          f"{med(theirs, 'eval_cached_s_per_pass'):.4f} s/pass")
     lines.append(f"start-up (imports, fresh interpreter): RecBole {startup['recbole']:.2f} s "
-                 f"({startup['recbole_cpu']:.2f} CPU s), recx {startup['recx']:.2f} s ({startup['recx_cpu']:.2f} CPU s)")
+                 f"({startup['recbole_cpu']:.2f} CPU s), recx {startup['recx']:.2f} s "
+                 f"({startup['recx_cpu']:.2f} CPU s)")
     return "\n".join(lines)
 
 

@@ -14,14 +14,15 @@ get_model, get_trainer), without ``recbole.quick_start`` (it imports ray at modu
 evaluation, Recall/NDCG@{10,20} to 6 decimals, uniform negatives (one per positive, from all items the user has not
 trained on), Adam, batch 2048, a fixed number of epochs with no validation during training (``eval_step=0``), then
 validation and test of the last epoch's weights (no best-model reload), then ``--eval-passes`` timed full passes
-over the test users (each from an empty propagation cache, see below). RecBole's full-sort loader packs ``eval_batch_size // n_items`` users per batch; the default
-``--eval-batch-size`` gives it recx's scorer budget (256 MiB of float32 scores per chunk), so both score every
-user in one chunk on ml100k (RecBole's own default, 4096, would mean 2 users per batch).
+over the test users (each from an empty propagation cache, see below). RecBole's full-sort loader packs
+``eval_batch_size // n_items`` users per batch; the default ``--eval-batch-size`` gives it recx's scorer budget
+(256 MiB of float32 scores per chunk), so both score every user in one chunk on ml100k (RecBole's own default, 4096,
+would mean 2 users per batch).
 
-Printed JSON: metrics (valid/test), train seconds per epoch (median epoch and fit time / epochs), seconds per eval pass
-(median and all), the same two as CPU seconds of the process (``time.process_time``: less sensitive to other load on
-a shared machine), import / data-loading / wall seconds (wall = after imports to the end of the first validation + test, before the
-timed passes), versions.
+Printed JSON: metrics (valid/test), train seconds per epoch (median epoch and fit time / epochs), seconds per eval
+pass (median and all), the same two as CPU seconds of the process (``time.process_time``: less sensitive to other
+load on a shared machine), import / data-loading / wall seconds (wall = after imports to the end of the first
+validation + test, before the timed passes), versions.
 """
 
 from __future__ import annotations
