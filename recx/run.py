@@ -195,6 +195,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise TrainingError("training was interrupted", path=run_dir,
                             fix=f"continue it with `recx train <same overrides> resume={run_dir}`") from None
     train_time = time.perf_counter() - started
+    # every epoch's row, kept now: validate/test below restore the callbacks' state from the best checkpoint, which
+    # would cut the history back to the best epoch
+    epochs = list(history.rows)
 
     best = checkpoint.best_model_path
     if not best:
@@ -221,7 +224,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": str(best),
         "resumed_from": str(resume_ckpt) if resume_ckpt else None,
         **(task.report(module, dm) if task.report is not None else {}),
-        "history": history.rows,
+        "history": epochs,
         "train_time_s": round(train_time, 3),
         "eval_time_s": round(eval_time, 3),
         "data": family.data_stats(dm) if family.data_stats is not None else None,
