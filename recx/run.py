@@ -98,9 +98,19 @@ def epoch_history():
 
         def on_train_epoch_start(self, trainer, module) -> None:
             self._tic = time.perf_counter()
+            self._val_seconds = 0.0
+
+        def on_validation_start(self, trainer, module) -> None:
+            self._val_tic = time.perf_counter()
+
+        def on_validation_end(self, trainer, module) -> None:
+            if trainer.state.fn == "fit":
+                self._val_seconds = getattr(self, "_val_seconds", 0.0) + time.perf_counter() - self._val_tic
 
         def on_train_epoch_end(self, trainer, module) -> None:
-            row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - self._tic, 3)}
+            # seconds: the whole epoch, its validation round included (val_seconds: that round alone)
+            row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - self._tic, 3),
+                   "val_seconds": round(getattr(self, "_val_seconds", 0.0), 4)}
             row.update({k: round(float(v), 6) for k, v in trainer.callback_metrics.items()
                         if (k.startswith("val/") or k.startswith("train/")) and v.numel() == 1})
             # what recx.training.log_evaluation sent to the loggers directly (every metric of the round)
@@ -208,6 +218,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise TrainingError("training was interrupted", path=run_dir,
                             fix=f"continue it with `recx train <same overrides> resume={run_dir}`") from None
     train_time = time.perf_counter() - started
+    # every epoch's row, kept now: validate/test below restore the callbacks' state from the best checkpoint, which
+    # would cut the history back to the best epoch
+    epochs = list(history.rows)
 
     best = checkpoint.best_model_path
     if not best:
@@ -234,7 +247,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": str(best),
         "resumed_from": str(resume_ckpt) if resume_ckpt else None,
         **(task.report(module, dm) if task.report is not None else {}),
-        "history": history.rows,
+        "history": epochs,
         "startup_s": history.startup_s,
         "threads": {"start": threads, "changes": thread_governor.changes if thread_governor is not None else []},
         "train_time_s": round(train_time, 3),

@@ -62,6 +62,14 @@ def test_eval_of_best_checkpoint_reproduces_training_test_metrics(compose_train,
     assert valid["valid"] == results["valid"]
 
 
+def test_history_keeps_the_epochs_after_the_best_one(compose_train):
+    # a learning rate too small to move the rounded validation metric: epoch 0 stays the best, four epochs run
+    results = train(compose_train("model=bpr", "trainer.max_epochs=4", "model.lr=1e-12",
+                                  "protocol.metric_decimals=4", "callbacks.early_stopping.enabled=false"))
+    assert results["best_epoch"] == 0 and results["epochs_trained"] == 4
+    assert [row["epoch"] for row in results["history"]] == [0, 1, 2, 3]
+
+
 def test_resume_after_crash_reaches_the_uninterrupted_metrics(compose_train, tmp_path):
     args = ("model=lightgcn", "trainer.max_epochs=6", "callbacks.early_stopping.enabled=false", "model.lr=0.01")
     reference = train(compose_train(*args, run_dir=tmp_path / "reference"))
