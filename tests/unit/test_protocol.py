@@ -186,7 +186,8 @@ def test_mmgcn_mmrec_variant_freezes_ids_and_feeds_text_raw(compose_train):
     dm = build_datamodule(cfg)
     dm.setup("fit")
     net = build_net(cfg.model, dm.data)
-    assert cfg.model.n_layers == 3 and len(net.branches["text"].conv) == 3
+    assert cfg.model.n_layers == 3 and len(net.branches["text"].conv) == 3 and cfg.model.layer_init == "mmrec"
+    assert compose_train("model=mmgcn").model.layer_init == "xavier_normal"
     assert net.branches["text"].projection is None and net.branches["image"].projection is not None
     assert net.branches["text"].preference.shape[1] == dm.data.item_features["text"].shape[1]
     before = net.id_embedding.detach().clone()
