@@ -58,7 +58,21 @@ def protocol_conventions(cfg: DictConfig, dm) -> dict[str, Any]:
         "max_epochs": cfg.trainer.get("max_epochs"),
         "test_epoch": "the best validation epoch (its checkpoint)",
         "reg_form": cfg.model.get("reg_form"),
+        "model_keys": protocol_model_keys(cfg, protocol.get("name", "recx")),
     }
+
+
+def protocol_model_keys(cfg: DictConfig, name: str) -> dict[str, Any]:
+    """The model keys the protocol's per-model file sets (``conf/protocol_model/<protocol>_<model>.yaml``, e.g.
+    LATTICE's ``ui_norm``, ``projection_init``) with the values this run used (a command-line override shows)."""
+    from recx.config_paths import search_dirs
+
+    file = Path("protocol_model") / f"{name}_{cfg.model.get('name')}.yaml"
+    path = next((d / file for d in search_dirs() if (d / file).is_file()), None)
+    if path is None:
+        return {}
+    keys = OmegaConf.load(path).keys()
+    return {str(k): OmegaConf.to_container(cfg.model, resolve=True).get(k) for k in keys}
 
 
 def build_net(model_cfg: DictConfig, data, plugin: DictConfig | None = None):

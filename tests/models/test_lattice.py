@@ -142,3 +142,26 @@ def test_any_number_of_modalities_and_feature_finetuning():
     batch = {"users": torch.tensor([0, 1]), "pos": torch.tensor([0, 3]), "neg": torch.tensor([5, 7])}
     tuned.loss(batch).backward()
     assert tuned.features[0].grad is not None and tuned.features[0].grad.abs().sum() > 0
+
+
+def test_projection_init_torch_is_nn_linear_default_and_xavier_has_zero_bias():
+    import pytest
+    from torch import nn
+
+    from recx.errors import ConfigError
+    from recx.topn.layers import Projector
+
+    torch.manual_seed(3)
+    reference = nn.Linear(7, 8)  # PyTorch's own init: what MMRec's LATTICE projections start from
+    torch.manual_seed(3)
+    mmrec_like = Projector(7, 8, init="torch").net[0]
+    assert torch.equal(mmrec_like.weight, reference.weight) and torch.equal(mmrec_like.bias, reference.bias)
+    assert mmrec_like.bias.abs().sum() > 0 and mmrec_like.weight.abs().max() <= 1 / 7 ** 0.5
+    torch.manual_seed(3)
+    xavier = Projector(7, 8).net[0]
+    assert torch.all(xavier.bias == 0) and not torch.equal(xavier.weight, reference.weight)
+    # the key reaches LATTICE's projections
+    assert all(torch.all(p.net[0].bias == 0) for p in build().projections)
+    assert all(p.net[0].bias.abs().sum() > 0 for p in build(projection_init="torch").projections)
+    with pytest.raises(ConfigError, match="projection init"):
+        build(projection_init="kaiming")

@@ -125,3 +125,27 @@ def test_regulariser_pulls_batch_embeddings_towards_zero():
     row = 1  # user 1's ID row: the extra gradient is reg · e (descent shrinks it)
     assert torch.allclose(g1[row] - g0[row], 10.0 * e[row], atol=1e-5)
     assert torch.equal(g1[N_USERS + 3], g0[N_USERS + 3])  # item 3 is not in the batch: no penalty on it
+
+
+def test_layer_init_mmrec_leaves_projection_and_later_combiners_at_linear_init(monkeypatch):
+    from torch import nn
+
+    from recx.errors import ConfigError
+
+    touched = []
+    xavier = nn.init.xavier_normal_
+    monkeypatch.setattr(nn.init, "xavier_normal_", lambda t, *a, **k: touched.append(t) or xavier(t, *a, **k))
+
+    def xavier_weights(layer_init):  # which weights of one branch got Xavier-normal
+        touched.clear()
+        branch = MMGCN(tiny_data(), n_layers=3, latent_dim=6, layer_init=layer_init).branches["m0"]
+        named = {"projection": branch.projection, **{f"linear{k}": m for k, m in enumerate(branch.linear)},
+                 **{f"combine{k}": m for k, m in enumerate(branch.combine)}}
+        return {name for name, m in named.items() if any(t is m.weight for t in touched)}
+
+    assert xavier_weights("xavier_normal") == {"projection", "linear0", "linear1", "linear2", "combine0", "combine1",
+                                               "combine2"}
+    # MMRec's GCN: xavier on linear_layer1-3 and g_layer1 only; its MLP and g_layer2/3 keep nn.Linear's init
+    assert xavier_weights("mmrec") == {"linear0", "linear1", "linear2", "combine0"}
+    with pytest.raises(ConfigError, match="layer_init"):
+        MMGCN(tiny_data(), layer_init="kaiming")

@@ -121,15 +121,24 @@ def test_a_protocol_mmrec_run_rounds_metrics_and_records_the_protocol(compose_tr
     assert conventions["protocol"]["name"] == "mmrec" and conventions["protocol"]["negatives"] == "train_items"
     assert conventions["protocol"]["early_stopping"]["stop_after_non_improving"] == 21
     assert conventions["masked_at_test"] == ["train"] and conventions["protocol"]["reg_form"] == "emb"
+    assert conventions["protocol"]["model_keys"]["reg_form"] == "emb"  # what protocol_model/mmrec_bpr.yaml set
 
 
 def test_lattice_rw_self_loops_is_row_stochastic_with_self_loops(compose_train):
     from recx.run import build_datamodule, build_net
 
     cfg = compose_train("model=lattice", "protocol=mmrec")
-    assert cfg.model.ui_norm == "rw_self_loops"
+    assert cfg.model.ui_norm == "rw_self_loops" and cfg.model.projection_init == "torch"
+    assert compose_train("model=lattice").model.projection_init == "xavier_normal"
     dm = build_datamodule(cfg)
     dm.setup("fit")
+    from recx.topn.family import protocol_conventions
+
+    keys = protocol_conventions(cfg, dm)["model_keys"]  # conventions.json records the per-model switches
+    assert keys["projection_init"] == "torch" and keys["ui_norm"] == "rw_self_loops" and keys["finetune_features"]
+    undone = compose_train("model=lattice", "protocol=mmrec", "model.projection_init=xavier_normal")
+    assert protocol_conventions(undone, dm)["model_keys"]["projection_init"] == "xavier_normal"
+    assert protocol_conventions(compose_train("model=lattice"), dm)["model_keys"] == {}  # protocol=recx: none
     net = build_net(cfg.model, dm.data)
     dense = net.adjacency.to_dense()
     assert torch.allclose(dense.sum(1), torch.ones(dense.shape[0]))  # D^-1 (A + I): rows sum to 1
@@ -177,7 +186,8 @@ def test_mmgcn_mmrec_variant_freezes_ids_and_feeds_text_raw(compose_train):
     dm = build_datamodule(cfg)
     dm.setup("fit")
     net = build_net(cfg.model, dm.data)
-    assert cfg.model.n_layers == 3 and len(net.branches["text"].conv) == 3
+    assert cfg.model.n_layers == 3 and len(net.branches["text"].conv) == 3 and cfg.model.layer_init == "mmrec"
+    assert compose_train("model=mmgcn").model.layer_init == "xavier_normal"
     assert net.branches["text"].projection is None and net.branches["image"].projection is not None
     assert net.branches["text"].preference.shape[1] == dm.data.item_features["text"].shape[1]
     before = net.id_embedding.detach().clone()

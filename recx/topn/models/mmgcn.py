@@ -28,10 +28,16 @@ Deliberate differences
   ``l2_penalty`` (½Σ‖·‖²/B) on the batch rows of the ID embeddings and of every modality's preferences, i.e. MMRec's
   ``reg_weight`` r corresponds to about r/d here (d = 64). (6) Modalities are fused by a mean, as MMRec
   (``representation /= num_modal``); the paper writes a sum (the same up to a constant factor of the scores' scale).
-* MMRec's variant, one key each (``protocol=mmrec`` sets all three): ``n_layers: 3`` (what its GCN runs);
+  (7) Initialisation: recx gives every projection, ``W_l`` and ``W_g`` Xavier-normal weights; MMRec's GCN does so
+  for ``linear_layer1-3`` and ``g_layer1`` only, leaving its ``MLP`` (the image projection) and ``g_layer2/3`` at
+  ``nn.Linear``'s own Kaiming-uniform init (``W_c``: PyG's ``uniform(±1/√in)``, the same as recx's). (8) MMRec's
+  ``full_sort_predict`` scores with ``self.result``, the representation of the last training batch's forward (one
+  optimiser step old); recx propagates afresh for evaluation.
+* MMRec's variant, one key each (``protocol=mmrec`` sets all four): ``n_layers: 3`` (what its GCN runs);
   ``freeze_id_and_preferences: true`` (ID embeddings and user preferences stay at their random init, as MMRec's plain
-  tensors do); ``raw_modalities: [text]`` (that modality enters unprojected, at its raw width; names that are not
-  loaded are ignored).
+  tensors do; its regulariser then acts only on those frozen tensors, so it changes nothing that trains);
+  ``raw_modalities: [text]`` (that modality enters unprojected, at its raw width; names that are not loaded are
+  ignored); ``layer_init: mmrec`` (the initialisation of (7); default ``xavier_normal``).
 * vs the paper: the max-aggregation variant and the "no ID embedding" ablation are not offered.
 """
 
@@ -54,7 +60,7 @@ class _ModalityBranch(nn.Module):
     """One modality's graph-convolution branch (the paper's per-modality GCN)."""
 
     def __init__(self, n_users: int, feature_dim: int, embedding_dim: int, latent_dim: int | None, n_layers: int,
-                 combination: str) -> None:
+                 combination: str, layer_init: str = "xavier_normal") -> None:
         super().__init__()
         self.combination = combination
         self.projection = nn.Linear(feature_dim, latent_dim) if latent_dim else None
@@ -68,7 +74,11 @@ class _ModalityBranch(nn.Module):
             self.conv.append(nn.Linear(d_in, d_in, bias=False))
             self.linear.append(nn.Linear(d_in, embedding_dim))
             self.combine.append(nn.Linear(d_in + embedding_dim if combination == "concat" else d_in, embedding_dim))
-        for module in [self.projection, *self.linear, *self.combine]:
+        # xavier_normal: every W_p, W_l, W_g; mmrec: W_l and the first W_g only (MMRec's GCN leaves its MLP and
+        # g_layer2/3 at nn.Linear's own init); biases keep nn.Linear's init either way
+        xavier = [self.projection, *self.linear, *self.combine] if layer_init == "xavier_normal" \
+            else [*self.linear, self.combine[0]]
+        for module in xavier:
             if module is not None:
                 nn.init.xavier_normal_(module.weight)
 
@@ -95,11 +105,14 @@ class MMGCN(TopNModel):
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 2, latent_dim: int | None = 256,
                  aggregation: str = "mean", combination: str = "concat", reg_weight: float = 1e-4,
                  feature_norm: str = "none", freeze_id_and_preferences: bool = False,
-                 raw_modalities: tuple[str, ...] | list[str] = ()) -> None:
+                 raw_modalities: tuple[str, ...] | list[str] = (), layer_init: str = "xavier_normal") -> None:
         super().__init__(data.n_users, data.n_items)
         if combination not in ("concat", "sum"):
             raise ConfigError(f"unknown combination '{combination}'", field="model.combination",
                               fix="use concat or sum")
+        if layer_init not in ("xavier_normal", "mmrec"):
+            raise ConfigError(f"unknown layer_init '{layer_init}'", field="model.layer_init",
+                              fix="use xavier_normal or mmrec")
         if n_layers < 1:
             raise ConfigError("MMGCN needs at least one layer", field="model.n_layers", fix="set n_layers >= 1")
         self.reg_weight = reg_weight
@@ -110,7 +123,7 @@ class MMGCN(TopNModel):
         # names that are not loaded are ignored, so protocol=mmrec's [text] also runs on image-only data
         self.branches = nn.ModuleDict({
             name: _ModalityBranch(data.n_users, feats.shape[1], embedding_dim,
-                                  None if name in raw_modalities else latent_dim, n_layers, combination)
+                                  None if name in raw_modalities else latent_dim, n_layers, combination, layer_init)
             for name, feats in features.items()})
         self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(data.n_users + data.n_items,
                                                                             embedding_dim)))
