@@ -217,18 +217,22 @@ def test_features_folder_reads_image_feat_npy_as_the_released_code(tiny, tmp_pat
     flat = tmp_path / "beit3"
     flat.mkdir()
     np.save(flat / "image_feat.npy", vectors.numpy())
-    # the released --multimodal_data_dir layout: <dir>/<dataset>_<dir name>/image_feat.npy
+    # the released --multimodal_data_dir layout: <dir>/<dataset>_<dir name>/image_feat.npy, <dataset> the end of
+    # recx's dataset name (an MMRec folder 'baby' is dataset 'mmrec-baby'); another dataset's sub-folder beside it
     nested = tmp_path / "unified"
-    (nested / f"{dm.data.name}_unified").mkdir(parents=True)
-    np.save(nested / f"{dm.data.name}_unified" / "image_feat.npy", (2 * vectors).numpy())
+    short = dm.data.name.split("_")[-1]
+    for name, scale in ((short, 2), ("other", 3)):
+        (nested / f"{name}_unified").mkdir(parents=True)
+        np.save(nested / f"{name}_unified" / "image_feat.npy", (scale * vectors).numpy())
     for folder, scale in ((flat, 1), (nested, 2)):
         net = build_net(compose("model=alignrec", "model.stage=train", f"model.features={folder}",
                                 "model.report_feature_quality=false", run_dir=tmp_path).model, dm.data)
         assert net.source["file"].endswith("image_feat.npy") and torch.allclose(net.initial_features, scale * vectors)
         assert net.reconstruction_notice() is None  # no stage 1 ran: nothing to label
     empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(DataError, match="image_feat.npy"):
+    (empty / "other_empty").mkdir(parents=True)
+    np.save(empty / "other_empty" / "image_feat.npy", vectors.numpy())  # another dataset's features only
+    with pytest.raises(DataError, match=r"image_feat.npy for dataset .* it holds \['other_empty'\]"):
         build_net(compose("model=alignrec", "model.stage=train", f"model.features={empty}",
                           run_dir=tmp_path).model, dm.data)
 

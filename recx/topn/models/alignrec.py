@@ -110,15 +110,22 @@ RECONSTRUCTION = {
 
 
 def features_path(features: str, data: InteractionData) -> Path:
-    """A features file, or the released layout's ``image_feat.npy`` inside a folder."""
+    """A features file, or the released layout's ``image_feat.npy`` inside a folder: the folder's own, else the one in
+    its ``<dataset>_<folder name>/`` sub-folder (``--multimodal_data_dir``), ``<dataset>`` being the dataset's name or
+    its end (recx names an MMRec folder ``baby`` as ``mmrec-baby``)."""
     path = Path(features)
     if not path.is_dir():
         return path
-    for candidate in (path / FEATURE_FILE, path / f"{data.name}_{path.name}" / FEATURE_FILE):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"the features folder holds no {FEATURE_FILE} (nor {data.name}_{path.name}/{FEATURE_FILE})",
-                    path=path, field="model.features",
+    if (path / FEATURE_FILE).is_file():
+        return path / FEATURE_FILE
+    suffix = f"_{path.name}"
+    nested = sorted(sub for sub in path.iterdir() if sub.name.endswith(suffix) and (sub / FEATURE_FILE).is_file())
+    named = [sub for sub in nested if data.name.endswith(sub.name[: -len(suffix)])]
+    if len(named) == 1:
+        return named[0] / FEATURE_FILE
+    found = f"; it holds {[sub.name for sub in nested]}" if nested else ""
+    raise DataError(f"the features folder holds no {FEATURE_FILE} for dataset '{data.name}' (looked for "
+                    f"{FEATURE_FILE} and <dataset>{suffix}/{FEATURE_FILE}){found}", path=path, field="model.features",
                     fix=f"give the folder that holds the unified features as {FEATURE_FILE}, or the .npy/.npz itself")
 
 
