@@ -85,16 +85,19 @@ def report_run(run_dir: Path) -> list[Path]:
     history = epoch_history(run_dir)
     best = metrics.get("best_epoch")
     written: list[Path] = []
+    model = metrics.get("model") or settings["model"]  # metrics.json's label says more (plug-in, reconstruction)
     curve = history.get(f"val/{monitor}") or {}
     loss = history.get("train/loss") or {}
     if loss:  # the re-validation of the best checkpoint after training is logged one epoch past the last: not a curve point
         curve = {e: v for e, v in curve.items() if e <= max(loss)}
     if curve or loss:
         written.append(_plot_run(run_dir / "report_curves.png", curve, loss, monitor, best,
-                                 title=f"{settings['model']} on {settings['dataset']}"))
-    lines = [f"# Run report: {settings['model'] or run_dir.name}" + (f" on {settings['dataset']}"
-                                                                       if settings['dataset'] else ""), "",
+                                 title=f"{model} on {settings['dataset']}"))
+    lines = [f"# Run report: {model or run_dir.name}" + (f" on {settings['dataset']}"
+                                                         if settings['dataset'] else ""), "",
              f"Folder: `{run_dir}`", ""]
+    if metrics.get("reconstruction"):
+        lines += [f"Reconstruction: {metrics['reconstruction']}", ""]
     valid, test = metrics.get("valid") or {}, metrics.get("test") or {}
     if best is not None:
         lines.append(f"- chosen epoch: {best} (by validation {monitor})")

@@ -286,6 +286,8 @@ CHOICES: dict[str, tuple[str, ...] | str] = {
     "model.fusion": "recx.topn.models.drepmrec.FUSIONS",
     "model.weight_mode": "recx.topn.models.grcn.WEIGHT_MODES",
     "model.stage": "recx.topn.models.alignrec.STAGES",
+    "model.linear_init": "recx.topn.models.alignrec.LINEAR_INITS",
+    "model.knn_negatives": "recx.topn.models.alignrec.KNN_NEGATIVES",
     "model.selector": "recx.icl.selectors.SELECTORS",
     "model.main_loss": ("infonce", "bpr"),
     "model.aggregation": ("mean", "sum"),

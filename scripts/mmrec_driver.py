@@ -5,6 +5,9 @@ Runs under MMRec's own interpreter, from outside recx (recx never imports MMRec)
     <mmrec venv>/bin/python scripts/mmrec_driver.py --mmrec <checkout> --data <folder> --model BPR \\
         --seeds 1 2 3 --set reg_weight=1e-4 --out mmrec_bpr.json
 
+MMRec forks with the same layout run the same way (AlignRec's ``sjtulyf123/AlignRec_CIKM24``: its ``main.py`` flags
+are passed with ``--set``, e.g. ``--set ui_cosine_loss=true --set multimodal_data_dir=<dir>/ --set side_emb_div=0``).
+
 It goes through MMRec's public entry points exactly as its ``main.py`` does (its Config, RecDataset, data loaders,
 model and Trainer), with the dataset keys passed as MMRec's ``config_dict`` (no dataset yaml written into the
 checkout) and every hyperparameter grid collapsed to the single value given with ``--set`` (MMRec's own yaml value
@@ -15,6 +18,7 @@ validation result, the test result at that epoch, the epochs run, train seconds 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -109,7 +113,10 @@ def main() -> None:
         started = time.perf_counter()
         train_data.pretrain_setup()
         model = get_model(config["model"])(config, train_data).to(config["device"])
-        trainer = get_trainer()(config, model, False)
+        # MMRec's Trainer takes (config, model, mg); forks that predate Mirror Gradient (AlignRec's) take two
+        trainer_class = get_trainer()
+        takes_mg = "mg" in inspect.signature(trainer_class.__init__).parameters
+        trainer = trainer_class(config, model, False) if takes_mg else trainer_class(config, model)
         _, valid, test = trainer.fit(train_data, valid_data=valid_data, test_data=test_data, saved=False)
         epochs = len(times["train"])
         runs.append({

@@ -164,13 +164,32 @@ def task(cfg: DictConfig, dm, life) -> Trainable:
 
         callbacks.append(LeakageImpactCallback(**lis_settings(cfg)))
     trainable = any(p.requires_grad for p in net.parameters())
+    label = cfg.model.name + (f"+{cfg.plugin.name}" if cfg.get("plugin") else "")
+    run_conventions = conventions(cfg, dm)
+    notice = reconstruction_notice(net)
+    if notice is not None:  # a part of the paper that recx reconstructs: said wherever the run names its model
+        label += f" [{notice['label']}]"
+        run_conventions["reconstruction"] = notice["note"]
+        life.log(f"note: {label}: {notice['note']}")
 
     def report(module, dm) -> dict:
-        return {"n_parameters": count_parameters(net), **model_reports(net)}
+        return {"n_parameters": count_parameters(net), **model_reports(net),
+                **({"reconstruction": notice["note"]} if notice is not None else {})}
 
     return Trainable(module=module, monitor=f"val/{cfg.metric.monitor}", net=net, report=report,
-                     conventions=conventions(cfg, dm), callbacks=callbacks, max_epochs=None if trainable else 1,
-                     model_label=cfg.model.name + (f"+{cfg.plugin.name}" if cfg.get("plugin") else ""))
+                     conventions=run_conventions, callbacks=callbacks, max_epochs=None if trainable else 1,
+                     model_label=label)
+
+
+def reconstruction_notice(net) -> dict[str, str] | None:
+    """``{label, note}`` when the model (or a plug-in's backbone) runs a part that recx reconstructs rather than
+    takes from the paper's code (AlignRec's stage 1); None otherwise."""
+    for part in (net, getattr(net, "backbone", None)):
+        if part is not None and hasattr(part, "reconstruction_notice"):
+            notice = part.reconstruction_notice()
+            if notice is not None:
+                return notice
+    return None
 
 
 # ------------------------------------------------------------------------- `recx eval ckpt=... new_items=<file>`

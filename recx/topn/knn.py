@@ -164,14 +164,24 @@ def normalize_weights(indices: torch.Tensor, weights: torch.Tensor, mode: str = 
 
 def knn_graph(features: torch.Tensor, k: int, *, weighting: str = "binary", normalization: str = "sym",
               include_self: bool = True, memory_budget_mb: float = 256.0) -> KNNGraph:
-    """A fixed kNN graph from raw features: ``binary`` edges (FREEDOM) or cosine-``similarity`` weights (LATTICE)."""
+    """A fixed kNN graph from raw features: ``binary`` edges (FREEDOM), cosine-``similarity`` weights clamped at 0
+    (LATTICE), or ``signed`` cosine weights kept as they are, negative ones included (MMRec's
+    ``build_knn_normalized_graph``, which AlignRec's released code uses)."""
     indices, sims = topk_cosine(features, k, include_self=include_self, memory_budget_mb=memory_budget_mb)
     if weighting == "binary":
         weights = torch.ones_like(sims)
     elif weighting == "similarity":
         weights = sims.clamp_min(0.0)
+    elif weighting == "signed":
+        weights = sims
+        degree = sims.sum(dim=1)
+        if (degree < 0).any():
+            row = int(torch.nonzero(degree < 0)[0, 0])
+            raise ConfigError(f"kNN row {row} has a negative weight sum ({float(degree[row]):.4g}): its neighbours' "
+                              "cosines are negative, so D^-1/2 is undefined", field="model.knn_negatives",
+                              fix="use knn_negatives=clamp (negative cosines set to 0), or check the features")
     else:
-        raise ConfigError(f"unknown kNN weighting '{weighting}'", fix="use binary or similarity")
+        raise ConfigError(f"unknown kNN weighting '{weighting}'", fix="use binary, similarity or signed")
     return KNNGraph(indices, normalize_weights(indices, weights, normalization))
 
 

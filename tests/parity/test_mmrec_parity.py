@@ -48,6 +48,19 @@ def tolerance(ours: list[float], theirs: list[float]) -> float:
     return max(0.005, 3.0 * se)
 
 
+def unified_features(folder: Path, spec: dict, tmp_path: Path) -> Path:
+    """The unified features both codes read: ``spec["concat"]``'s files side by side, saved as
+    ``<root>/<name>_<root name>/image_feat.npy`` (the layout of the released AlignRec's ``--multimodal_data_dir``)."""
+    import numpy as np
+
+    root = tmp_path / spec.get("folder", "unified")
+    target = root / f"{folder.name}_{root.name}"
+    target.mkdir(parents=True, exist_ok=True)
+    parts = [np.load(folder / name) for name in spec["concat"]]
+    np.save(target / "image_feat.npy", np.concatenate(parts, axis=1).astype(np.float32))
+    return root
+
+
 def test_records_are_complete():
     """Every record names MMRec's commit, the generator seed, the command and per-seed test metrics."""
     assert RECORDS, "no tests/parity/mmrec_<model>.json"
@@ -70,11 +83,14 @@ def test_protocol_mmrec_matches_mmrec(model, compose_train, tmp_path):
     gen = record["generator"]
     folder = tmp_path / gen["name"]
     generator()(folder, seed=gen["seed"], n_users=gen["users"], n_items=gen["items"])
+    overrides = list(record.get("recx_overrides", []))
+    if record.get("unified_features"):  # AlignRec: one unified feature file, built from the folder's feature files
+        overrides.append(f"model.features={unified_features(folder, record['unified_features'], tmp_path)}")
     ours = {"recall@20": [], "ndcg@20": []}
     for seed in record["seeds"]:
         cfg = compose_train(f"model={record['recx_model']}", "dataset=mmrec", f"dataset.path={folder}",
                             "protocol=mmrec", f"seed={seed}", "callbacks.lis.enabled=false",
-                            *record.get("recx_overrides", []), tiny=False, run_dir=tmp_path / f"run{seed}")
+                            *overrides, tiny=False, run_dir=tmp_path / f"run{seed}")
         test = train(cfg)["test"]
         for key in ours:
             ours[key].append(test[key])

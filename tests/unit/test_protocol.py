@@ -71,8 +71,18 @@ def test_protocol_mmrec_composes_mmrecs_settings_and_recx_stays_default():
     assert (rx.model.reg_form, rx.model.reg_scope, rx.model.feature_order) == ("l2", "ids", "modalities")
 
 
+def test_alignrec_under_protocol_mmrec_stops_as_the_released_fork():
+    # the fork's overall.yaml: stopping_step 30, stop when cur_step > 30 -> the 31st non-improving validation
+    mm = cli.compose("train", ["model=alignrec", "protocol=mmrec"])
+    assert mm.callbacks.early_stopping.patience == 31 and mm.callbacks.early_stopping.min_delta == 0.0
+    assert (mm.model.linear_init, mm.model.knn_negatives, mm.model.reg_batch_size) == ("torch", "keep", 2048)
+    assert (mm.model.lr, mm.model.lr_decay, mm.model.lr_decay_every, mm.trainer.max_epochs) == (1e-3, 0.96, 50, 1000)
+    assert cli.compose("train", ["model=lightgcn", "protocol=mmrec"]).callbacks.early_stopping.patience == 21
+    assert cli.compose("train", ["model=alignrec"]).callbacks.early_stopping.patience == 20
+
+
 @pytest.mark.parametrize("model", ["bpr", "lightgcn", "vbpr", "lattice", "freedom", "mmgcn", "grcn", "dualgnn",
-                                   "slmrec", "bm3", "dragon"])
+                                   "slmrec", "bm3", "dragon", "alignrec"])
 def test_every_zoo_model_builds_under_protocol_mmrec(model, compose_train):
     from recx.run import build_datamodule, build_net
 
