@@ -167,7 +167,7 @@ def test_slmrec_dot_fac_logits_are_raw_inner_products(compose_train):
 
     from recx.run import build_datamodule, build_net
 
-    cfg = compose_train("model=slmrec", "protocol=mmrec")
+    cfg = compose_train("model=slmrec", "protocol=mmrec", "model.fac_chain=recx")  # the logits alone
     assert cfg.model.fac_logits == "dot"
     dm = build_datamodule(cfg)
     dm.setup("fit")
@@ -206,3 +206,56 @@ def test_mmgcn_mmrec_variant_freezes_ids_and_feeds_text_raw(compose_train):
     assert torch.equal(net.id_embedding, before)
     recx_net = build_net(compose_train("model=mmgcn").model, dm.data)
     assert recx_net.id_embedding.requires_grad and recx_net.branches["text"].projection is not None
+
+
+def test_slmrec_mmrec_fac_chain_passes_the_text_anchor_through_the_acoustic_map(compose_train):
+    import torch.nn.functional as F
+
+    from recx.run import build_datamodule, build_net
+
+    cfg = compose_train("model=slmrec", "protocol=mmrec")
+    assert cfg.model.fac_chain == "mmrec"
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    net = build_net(cfg.model, dm.data)
+    assert net.modalities == ["image", "text"] and net.fac_bridge.weight.shape == (64, 64)
+    views = torch.randn(16, 3 * net.embedding_dim)
+    ids, image, text = views.split(net.embedding_dim, dim=1)
+    labels = torch.arange(16)
+    anchor = net.fac_anchor[0](ids)  # MMRec's g_i_iv
+    expected = F.cross_entropy(anchor @ net.fac_modality[0](image).T / 0.2, labels)
+    anchor = net.fac_anchor[1](net.fac_bridge(anchor))  # g_iva_ivat(g_iv_iva(·)): the acoustic map, no contrast
+    expected = expected + F.cross_entropy(anchor @ net.fac_modality[1](text).T / 0.2, labels)
+    assert net.fac_loss(views).item() == pytest.approx(expected.item(), rel=1e-5)
+    net.fac_bridge = None  # recx's chain: one map per space
+    assert net.fac_loss(views).item() != pytest.approx(expected.item(), rel=1e-3)
+    assert build_net(compose_train("model=slmrec").model, dm.data).fac_bridge is None
+    with pytest.raises(ConfigError, match="fac_chain"):
+        build_net(compose_train("model=slmrec", "model.fac_chain=official").model, dm.data)
+    one = build_datamodule(compose_train("model=slmrec", "protocol=mmrec", "dataset.modalities=[image]"))
+    one.setup("fit")
+    with pytest.raises(ConfigError, match="image\\+text"):
+        build_net(cfg.model, one.data)
+
+
+def test_slmrec_mmrec_projection_init_keeps_nn_linears_uniform_bias(compose_train):
+    from recx.run import build_datamodule, build_net
+
+    cfg = compose_train("model=slmrec", "protocol=mmrec")
+    assert cfg.model.projection_init == "mmrec"
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    net = build_net(cfg.model, dm.data)
+    recx_net = build_net(compose_train("model=slmrec").model, dm.data)
+    for m in net.modalities:
+        layer, recx_layer = net.projections[m].net[-1], recx_net.projections[m].net[-1]
+        fan_in, fan_out = layer.in_features, layer.out_features
+        assert torch.count_nonzero(recx_layer.bias) == 0  # recx: zero bias
+        assert torch.count_nonzero(layer.bias) == fan_out and layer.bias.abs().max() <= fan_in ** -0.5
+        # Xavier-uniform fills [-b, b], b = sqrt(6 / (fan_in + fan_out)); Xavier-normal (same std) overshoots b
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        assert 0.9 * bound < layer.weight.abs().max() <= bound < recx_layer.weight.abs().max()
+    with pytest.raises(ConfigError, match="projection_init"):
+        build_net(compose_train("model=slmrec", "model.projection_init=xavier").model, dm.data)

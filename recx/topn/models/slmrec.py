@@ -33,13 +33,18 @@ Deliberate differences from the official code / MMRec:
   ``fac_logits=dot`` (set by ``protocol=mmrec``) uses the official/MMRec dot-product logits;
 * modalities are generic. MMRec (image + text) keeps the official chain ``iv → iva → ivat`` but with the acoustic
   contrast commented out, so its text space is reached through two stacked linear maps (d→d→d/2) with nothing in
-  between; recx uses one linear map d→d/2 there (the same function class);
+  between; recx uses one linear map d→d/2 there (the same function class). ``fac_chain=mmrec`` (set by
+  ``protocol=mmrec``; image + text only, in that order) keeps MMRec's chain: one more Xavier-uniform d→d map (the
+  acoustic space's) on the anchor before the text space's map;
 * only FAC is implemented. The FD (feature dropout, 0.3) and FM (feature masking) tasks are left out: in MMRec they
   read a config key (``data.input.dataset``) that MMRec never sets, so FAC is the only task MMRec can run;
 * scoring recomputes the propagated, fused tables in eval mode (the official code and MMRec score with the tables
   left over from the last training batch) and drops the final sigmoid (monotone, the ranking is unchanged);
 * the modality projections are :class:`~recx.topn.layers.Projector` (Xavier-normal weight, zero bias; official:
-  Xavier-uniform weight, PyTorch default bias). The other linear maps are Xavier-uniform, as in the official code.
+  Xavier-uniform weight, PyTorch default bias). ``projection_init=mmrec`` (set by ``protocol=mmrec``) uses the
+  official init; with L2-normalised features that default bias (±1/√fan_in) is of the order of the projected
+  features, a vector shared by every item at the start. The other linear maps are Xavier-uniform, as in the official
+  code.
 """
 
 from __future__ import annotations
@@ -78,7 +83,8 @@ class SLMRec(TopNModel):
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 3, temperature: float = 0.2,
                  ssl_alpha: float = 0.1, ssl_temperature: float = 0.2, ssl_task: str = "FAC",
-                 main_loss: str = "infonce", feature_norm: str = "l2", fac_logits: str = "cosine") -> None:
+                 main_loss: str = "infonce", feature_norm: str = "l2", fac_logits: str = "cosine",
+                 fac_chain: str = "recx", projection_init: str = "recx") -> None:
         super().__init__(data.n_users, data.n_items)
         if ssl_task != "FAC":
             raise ValueError(f"SLMRec: only the FAC self-supervised task is implemented, got ssl_task={ssl_task!r}")
@@ -91,6 +97,19 @@ class SLMRec(TopNModel):
             raise ConfigError(f"unknown fac_logits '{fac_logits}'", field="model.fac_logits",
                               fix="use cosine (recx) or dot (the official code / MMRec: raw inner products / τ)")
         self.fac_logits = fac_logits
+        if fac_chain not in ("recx", "mmrec"):
+            raise ConfigError(f"unknown fac_chain '{fac_chain}'", field="model.fac_chain",
+                              fix="use recx (one anchor map per space) or mmrec (MMRec's image → acoustic → text "
+                                  "chain, acoustic contrast removed)")
+        if fac_chain == "mmrec" and data.item_features and list(data.item_features) != ["image", "text"]:
+            raise ConfigError(f"fac_chain=mmrec is MMRec's image+text chain; got modalities "
+                              f"{list(data.item_features)}", field="model.fac_chain",
+                              fix="set dataset.modalities=[image,text] or use fac_chain=recx")
+        self.fac_chain = fac_chain
+        if projection_init not in ("recx", "mmrec"):
+            raise ConfigError(f"unknown projection_init '{projection_init}'", field="model.projection_init",
+                              fix="use recx (Xavier-normal weight, zero bias) or mmrec (Xavier-uniform weight, "
+                                  "PyTorch's default uniform bias)")
         self.user_embedding = nn.Embedding(data.n_users, embedding_dim)
         self.item_embedding = nn.Embedding(data.n_items, embedding_dim)
         nn.init.xavier_uniform_(self.user_embedding.weight)
@@ -101,6 +120,12 @@ class SLMRec(TopNModel):
         for m, f in feats.items():
             self.register_buffer(f"feat_{m}", f)
         self.projections = nn.ModuleDict({m: Projector(f.shape[1], embedding_dim) for m, f in feats.items()})
+        if projection_init == "mmrec":  # MMRec's v_dense / t_dense: Xavier-uniform weight, nn.Linear's own bias
+            for projection in self.projections.values():
+                layer = projection.net[-1]
+                nn.init.xavier_uniform_(layer.weight)
+                bound = layer.in_features ** -0.5
+                nn.init.uniform_(layer.bias, -bound, bound)
         n_views = len(self.modalities) + 1
         self.fuse_user = _linear(n_views * embedding_dim, embedding_dim)
         self.fuse_item = _linear(n_views * embedding_dim, embedding_dim)
@@ -109,6 +134,9 @@ class SLMRec(TopNModel):
         anchor_in = [embedding_dim] + widths[:-1]
         self.fac_anchor = nn.ModuleList([_linear(a, w) for a, w in zip(anchor_in, widths)])
         self.fac_modality = nn.ModuleList([_linear(embedding_dim, w) for w in widths])
+        # MMRec's chain keeps the acoustic space's anchor map (d→d) between the image and text spaces; its contrast is
+        # commented out there, so the text anchor passes through one more linear map with nothing in between
+        self.fac_bridge = _linear(embedding_dim, embedding_dim) if fac_chain == "mmrec" else None
         # Not a buffer: derived from the data, kept out of checkpoints (see LightGCN).
         self.adjacency = train_adjacency(data)
 
@@ -137,6 +165,8 @@ class SLMRec(TopNModel):
         views = item_views.split(self.embedding_dim, dim=1)
         anchor, loss = views[0], item_views.new_zeros(())
         for m in range(len(self.modalities)):
+            if self.fac_bridge is not None and m == len(self.modalities) - 1:
+                anchor = self.fac_bridge(anchor)
             anchor = self.fac_anchor[m](anchor)
             target = self.fac_modality[m](views[m + 1])
             if self.fac_logits == "cosine":
