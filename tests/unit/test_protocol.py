@@ -93,6 +93,16 @@ def test_every_zoo_model_builds_under_protocol_mmrec(model, compose_train):
     assert net.eval().score(torch.arange(3)).shape == (3, dm.data.n_items)
 
 
+@pytest.mark.parametrize("model", ["bpr", "lightgcn", "vbpr", "lattice", "freedom", "mmgcn", "grcn", "dualgnn",
+                                   "slmrec", "bm3", "dragon", "alignrec"])
+def test_every_protocol_mmrec_value_passes_the_config_check(model):
+    """What protocol=mmrec sets must pass the check every `recx train` runs first (GRCN's n_routing=0 once failed
+    it: MMRec's variant could not be started from the CLI)."""
+    overrides = [f"model={model}", "dataset=synthetic_mm", "protocol=mmrec"]
+    cfg, _ = cli.prepare_job("train", "train", overrides)
+    assert cfg.protocol.name == "mmrec"
+
+
 def test_vbpr_full_scope_regularises_the_projection_and_text_goes_first(compose_train):
     from recx.run import build_datamodule, build_net
 
