@@ -15,14 +15,16 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 import torch
 
 from recx.errors import DataError
 from recx.files import use_umask
+
+if TYPE_CHECKING:  # the readers build these frames; loading prepared tensors needs no polars (~0.15 s of start-up)
+    import polars as pl
 
 SPLITS = ("train", "valid", "test")
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
