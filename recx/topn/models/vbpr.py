@@ -63,7 +63,10 @@ class VBPR(TopNModel):
         triplets names up to 4,096 items, often far more rows than the catalogue has (the same values and gradients
         as projecting every row, at the cost of the smaller of the two)."""
         distinct, where = torch.unique(items, return_inverse=True)
-        return torch.cat([self.item_embedding(items), self.projection(self.features[distinct])[where]], dim=-1)
+        # an embedding lookup, not [where]: its backward sums the repeated rows in a fixed order (index backward
+        # accumulates in parallel, which made two identical runs differ in the last bit with 2 threads)
+        projected = nn.functional.embedding(where, self.projection(self.features[distinct]))
+        return torch.cat([self.item_embedding(items), projected], dim=-1)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users, pos, neg = batch["users"], batch["pos"], batch["neg"]
