@@ -30,6 +30,8 @@ bench:
 	$(PY) scripts/bench_lis.py
 	$(PY) scripts/bench_ltr.py
 	$(PY) scripts/bench_ecg.py
+	$(PY) scripts/bench_floor.py
+	$(PY) scripts/bench_threads.py
 
 # One short reproduction per paper on offline data (< 30 min on 2 cores): outputs/reproduce/<date>/report.{md,json};
 # exits 1 when a number leaves its recorded range. Extra overrides: make reproduce ARGS='reproduce.only=[motor]'.
