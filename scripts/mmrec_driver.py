@@ -27,14 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def parse_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+from driver_args import parse_sets  # scripts/ (stdlib only; this runs under MMRec's interpreter)
 
 
 def main() -> None:
@@ -61,14 +54,14 @@ def main() -> None:
     from utils.logger import init_logger
     from utils.utils import get_model, get_trainer, init_seed
 
-    overrides = dict(kv.split("=", 1) for kv in args.set)
+    overrides = parse_sets(args.set)
     config_dict = {
         "gpu_id": 0, "use_gpu": False, "data_path": str(data.parent) + "/", "USER_ID_FIELD": "userID",
         "ITEM_ID_FIELD": "itemID", "TIME_FIELD": "timestamp", "inter_file_name": f"{data.name}.inter",
         "vision_feature_file": "image_feat.npy", "text_feature_file": "text_feat.npy",
         "user_graph_dict_file": "user_graph_dict.npy", "field_separator": "\t", "filter_out_cod_start_users": True,
         "save_recommended_topk": False, "seed": list(args.seeds),
-        **{k: parse_value(v) for k, v in overrides.items()},
+        **overrides,
     }
     config = Config(args.model, data.name, config_dict)
     # one setting: every grid other than the seeds collapses to its first value (or the --set value above)

@@ -36,19 +36,12 @@ import sys
 import time
 from pathlib import Path
 
+from driver_args import parse_sets  # scripts/ (stdlib only; this runs under RecBole's interpreter)
+
 STARTED, STARTED_CPU = time.perf_counter(), time.process_time()
 
 #: recx's default scorer memory budget (metric.memory_budget_mb=256) as a count of float32 scores
 RECX_BUDGET_SCORES = 256 * 2**20 // 4
-
-
-def parse_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
 def main() -> None:
@@ -93,7 +86,7 @@ def main() -> None:
         "eval_args": {"group_by": "user", "order": "RO", "mode": "full"},
         "metrics": ["Recall", "NDCG"], "topk": [10, 20], "valid_metric": "Recall@20", "metric_decimal_place": 6,
         "eval_batch_size": args.eval_batch_size,
-        **{k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set)},
+        **parse_sets(args.set),
     }
     config = Config(model=args.model, dataset=data.name, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
