@@ -696,14 +696,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     _COMPOSED.clear()
     _reference.cache_clear()
+    from recx.fast_imports import install
+
+    install()  # ~1 s less start-up: torchmetrics skips transformers/matplotlib, which recx never uses there
     try:
         argv, config_dirs = split_config_dirs(argv)
         config_paths.add_user_config_dirs(config_dirs)
         config_paths.activate_user_modules()
         if is_ddp_worker(argv):  # the rank-0 process already checked everything: compose and train as told
-            from recx.fast_imports import install
-
-            install()
             sys.argv = [entry_script(), *argv]  # argv already holds the user folders' hydra.searchpath
             _hydra_app(os.environ[DDP_COMMAND_ENV])()
             return 0
@@ -717,10 +717,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         command, rest = argv[0], argv[1:]
         if command in ("train", "sweep", "eval"):
-            from recx.fast_imports import install
             from recx.threads import start_watch
-
-            install()  # ~1 s less start-up: torchmetrics skips transformers/matplotlib, which recx never uses there
 
             start_watch()  # other processes' CPU load, measured over start-up for hardware.num_threads=auto
             return run_hydra(command, rest)

@@ -90,6 +90,7 @@ def epoch_history():
         def __init__(self) -> None:
             self.rows: list[dict[str, Any]] = []
             self._tic = 0.0
+            self._val_tic = self._val_seconds = 0.0
             self.startup_s: float | None = None
 
         def on_train_start(self, trainer, module) -> None:
@@ -105,12 +106,12 @@ def epoch_history():
 
         def on_validation_end(self, trainer, module) -> None:
             if trainer.state.fn == "fit":
-                self._val_seconds = getattr(self, "_val_seconds", 0.0) + time.perf_counter() - self._val_tic
+                self._val_seconds += time.perf_counter() - self._val_tic
 
         def on_train_epoch_end(self, trainer, module) -> None:
             # seconds: the whole epoch, its validation round included (val_seconds: that round alone)
             row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - self._tic, 3),
-                   "val_seconds": round(getattr(self, "_val_seconds", 0.0), 4)}
+                   "val_seconds": round(self._val_seconds, 4)}
             row.update({k: round(float(v), 6) for k, v in trainer.callback_metrics.items()
                         if (k.startswith("val/") or k.startswith("train/")) and v.numel() == 1})
             # what recx.training.log_evaluation sent to the loggers directly (every metric of the round)

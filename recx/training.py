@@ -37,11 +37,11 @@ def log_evaluation(module, stage: str, values: dict[str, float], monitor: str | 
     has ~30 keys, which made those hooks the largest part of one evaluation pass on ml100k. The values also land in
     ``module.logged_evaluation`` (``"val/recall@20"`` -> value), which the per-epoch history reads.
     """
-    shown = monitor if stage == "val" and monitor in values else None
-    rest = {f"{stage}/{k}": float(v) for k, v in values.items() if k != shown}
+    module.logged_evaluation = {f"{stage}/{k}": float(v) for k, v in values.items()}
+    shown = f"val/{monitor}" if stage == "val" and monitor in values else None
     if shown is not None:
-        module.log(f"{stage}/{shown}", float(values[shown]), prog_bar=True)
-    module.logged_evaluation = {**rest, **({f"{stage}/{shown}": float(values[shown])} if shown else {})}
+        module.log(shown, module.logged_evaluation[shown], prog_bar=True)
+    rest = {k: v for k, v in module.logged_evaluation.items() if k != shown}
     trainer = module._trainer
     if trainer is None or not rest or trainer.sanity_checking or not trainer.is_global_zero:
         return

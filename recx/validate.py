@@ -296,7 +296,7 @@ CHOICES: dict[str, tuple[str, ...] | str] = {
     "model.episodes": ("official", "students"),
     "model.baseline": ("none", "moving_average", "greedy"),
     "metric.scorer": ("torch", "faiss"),
-    "metric.during_training": ("accuracy", "all"),
+    "metric.during_training": "recx.topn.module.DURING_TRAINING",
     "hardware.num_threads": ("auto",),
     "metric.idcg_zero": ("one", "zero"),
     "hardware.accelerator": ("cpu", "gpu", "cuda", "auto", "mps", "tpu"),

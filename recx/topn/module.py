@@ -20,6 +20,8 @@ from recx.topn.models.base import TopNModel
 from recx.training import LossSteps, SameEvaluation, log_evaluation
 
 STAGE_SPLIT = {"val": "valid", "test": "test"}
+#: ``metric.during_training``: what a validation round inside ``fit`` computes
+DURING_TRAINING = ("accuracy", "all")
 
 
 class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
@@ -56,8 +58,8 @@ class TopNModule(LossSteps, SameEvaluation, pl.LightningModule):
         #: early stopping read) or "all" (also the cold-start view and coverage/popularity/Gini). The validation of
         #: the best checkpoint and the test always compute everything; skipping the extra views per epoch keeps one
         #: evaluation pass near the bare score + mask + top-K cost.
-        if during_training not in ("accuracy", "all"):
-            raise ConfigError(f"metric.during_training={during_training!r} is not one of accuracy, all",
+        if during_training not in DURING_TRAINING:
+            raise ConfigError(f"metric.during_training={during_training!r} is not one of {', '.join(DURING_TRAINING)}",
                               field="metric.during_training", fix="use metric.during_training=accuracy or all")
         self.during_training = during_training
         self.results: dict[str, dict[str, float]] = {}
