@@ -53,21 +53,20 @@ def build(model: str, dataset_args: list[str], overrides: list[str], run_dir: Pa
     return cfg, dm, task.module
 
 
-def trainer_for(cfg, run_dir: Path, epochs: int, validate: bool):
+def trainer_for(cfg, run_dir: Path, epochs: int, *, validate: bool, callbacks: list | None = None):
+    """recx's own Trainer for the run (``validate=False``: no validation rounds)."""
     from recx.run import build_trainer
 
-    extra = {} if validate else {"limit_val_batches": 0}
-    trainer = build_trainer(cfg, run_dir, [], max_epochs=epochs)
-    for key, value in extra.items():
-        setattr(trainer, key, value)
+    trainer = build_trainer(cfg, run_dir, list(callbacks or []), max_epochs=epochs)
+    if not validate:
+        trainer.limit_val_batches = 0
     return trainer
 
 
-def time_fit(cfg, dm, module, run_dir: Path, epochs: int, tick) -> float:
-    """Seconds per epoch of recx's Trainer without validation (first epoch dropped as warm-up)."""
+def time_fit(cfg, dm, module, run_dir: Path, epochs: int, tick, callbacks: list | None = None) -> float:
+    """Seconds per epoch of recx's Trainer without validation (first epoch dropped as warm-up); ``callbacks`` run
+    before the stopwatch at each epoch start (scripts/bench_threads.py passes the thread governor)."""
     import lightning.pytorch as pl
-
-    from recx.run import build_trainer
 
     times: list[float] = []
 
@@ -78,9 +77,7 @@ def time_fit(cfg, dm, module, run_dir: Path, epochs: int, tick) -> float:
         def on_train_epoch_end(self, trainer, pl_module):
             times.append(tick() - self.t)
 
-    trainer = build_trainer(cfg, run_dir, [Stopwatch()], max_epochs=epochs + 1)
-    trainer.limit_val_batches = 0
-    trainer.fit_loop.epoch_loop.val_loop  # noqa: B018 - built; limit_val_batches=0 skips it
+    trainer = trainer_for(cfg, run_dir, epochs + 1, validate=False, callbacks=[*(callbacks or []), Stopwatch()])
     trainer.fit(module, datamodule=dm)
     return statistics.median(times[1:] or times)
 

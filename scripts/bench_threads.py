@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -33,33 +32,19 @@ def burn(stop) -> None:
 
 
 def epoch_seconds(setting, epochs: int) -> tuple[float, int]:
-    import lightning.pytorch as pl
+    """Wall seconds per epoch of BPR on ml100k with ``hardware.num_threads=setting``, and the threads at the end."""
     import torch
 
     import bench_floor
-    from recx.run import build_trainer
     from recx.threads import apply_threads, governor
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg, dm, module = bench_floor.build("bpr", ["dataset=ml100k"], [], Path(tmp))
         apply_threads(setting)
-        times: list[float] = []
-
-        class Stopwatch(pl.Callback):
-            def on_train_epoch_start(self, trainer, pl_module):
-                self.t = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer, pl_module):
-                times.append(time.perf_counter() - self.t)
-
-        callbacks = [Stopwatch()]
         gov = governor(setting)
-        if gov is not None:
-            callbacks.insert(0, gov)
-        trainer = build_trainer(cfg, Path(tmp), callbacks, max_epochs=epochs + 1)
-        trainer.limit_val_batches = 0
-        trainer.fit(module, datamodule=dm)
-        return statistics.median(times[1:]), torch.get_num_threads()
+        seconds = bench_floor.time_fit(cfg, dm, module, Path(tmp), epochs, time.perf_counter,
+                                       callbacks=[gov] if gov is not None else [])
+        return seconds, torch.get_num_threads()
 
 
 def main() -> None:
