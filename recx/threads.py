@@ -123,6 +123,12 @@ def start_watch() -> None:
     _WATCH = sample_cpu(usable_cores())
 
 
+def omp_threads() -> int | None:
+    """``OMP_NUM_THREADS`` when the environment sets it to a number (it then wins over ``auto``), else None."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return max(1, int(value)) if value.isdigit() else None
+
+
 def threads_for(setting, *, processes: int = 1, window_s: float = 0.1) -> tuple[int, str]:
     """The thread count for ``hardware.num_threads`` = ``setting`` and a line saying why.
 
@@ -131,8 +137,8 @@ def threads_for(setting, *, processes: int = 1, window_s: float = 0.1) -> tuple[
     least that long ago."""
     if setting not in (None, AUTO):
         return int(setting), "hardware.num_threads"
-    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"])), "OMP_NUM_THREADS"
+    if omp_threads() is not None:
+        return omp_threads(), "OMP_NUM_THREADS"
     if setting is None:  # torch's own default
         import torch
 
@@ -163,7 +169,7 @@ def apply_threads(setting, *, processes: int = 1) -> str:
 def governor(setting, processes: int = 1):
     """A Lightning callback re-choosing the thread count before each training epoch from the load other processes
     put on the cores during the previous epoch (``hardware.num_threads=auto`` only; None otherwise)."""
-    if setting != AUTO or os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+    if setting != AUTO or omp_threads() is not None:
         return None
     import lightning.pytorch as pl
     import torch

@@ -71,8 +71,8 @@ def protocol_model_keys(cfg: DictConfig, name: str) -> dict[str, Any]:
     path = next((d / file for d in search_dirs() if (d / file).is_file()), None)
     if path is None:
         return {}
-    keys = OmegaConf.load(path).keys()
-    return {str(k): OmegaConf.to_container(cfg.model, resolve=True).get(k) for k in keys}
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return {str(k): model.get(k) for k in OmegaConf.load(path).keys()}
 
 
 def build_net(model_cfg: DictConfig, data, plugin: DictConfig | None = None):
