@@ -13,6 +13,10 @@ over a short window (other processes only: this process's own CPU time is subtra
 re-checks at every training epoch, over the epoch just run, so a job that starts later is seen too.
 
 An explicit ``OMP_NUM_THREADS`` in the environment or an integer ``hardware.num_threads`` is used as it is.
+
+The price of following the load: torch splits float reductions by thread, so two runs of one seed that ran with
+different counts differ in the last bits (~1e-7 relative). Runs that must agree bit for bit (a resume against the
+uninterrupted run, a ``recx eval`` re-score) need an integer ``hardware.num_threads``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 * ``RECX_DATA_DIR`` points at a per-session temporary folder, so tests never touch ./data or each other's caches.
 * ``RECX_DATA_MIRROR`` defaults to ../shared/data (the read-only copies of real datasets); tests that need a real
   dataset skip with a reason when it is absent.
-* ``compose_train(...)`` composes the real conf/ with Hydra's compose API and points the run folder at tmp_path.
+* ``compose_train(...)`` composes the real conf/ with Hydra's compose API and points the run folder at tmp_path, with
+  one torch thread: ``hardware.num_threads=auto`` follows the machine's load, and a thread count that differs between
+  two runs changes float sums in the last bits, so tests that compare runs bit for bit (resume, ``recx eval``) would
+  depend on what else the CI machine was doing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ TINY_SYNTHETIC = [
     "dataset.source.interactions_per_user=30",
     "dataset.datamodule.batch_size=512",
 ]
+
+
+#: a fixed thread count for runs that are compared bit for bit (see the module docstring)
+FIXED_THREADS = "hardware.num_threads=1"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -55,7 +62,7 @@ def compose_train(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
 
     def _compose(*overrides: str, tiny: bool = True, run_dir: Path | None = None):
-        base = [f"paths.run_dir={run_dir or tmp_path / 'run'}", "logger=none", "progress=false"]
+        base = [f"paths.run_dir={run_dir or tmp_path / 'run'}", "logger=none", "progress=false", FIXED_THREADS]
         extra = TINY_SYNTHETIC if tiny else []
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(REPO / "recx" / "conf"), version_base="1.3"):

@@ -48,7 +48,7 @@ def eval_cfg(ckpt, run_dir, split="test"):
     return OmegaConf.create({
         "ckpt": str(ckpt), "split": split, "metric": None, "progress": False,
         "hardware": {"accelerator": "cpu", "devices": 1, "precision": "32-true", "strategy": "auto",
-                     "num_nodes": 1, "num_threads": None},
+                     "num_nodes": 1, "num_threads": 1},  # one thread, as compose_train (tests/conftest.py)
         "paths": {"run_dir": str(run_dir), "data_dir": str(Path(__import__("os").environ["RECX_DATA_DIR"]))},
     })
 
