@@ -16,7 +16,9 @@ RECX = [sys.executable, "-m", "recx.cli"]
 
 
 def recx(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RECX_OUTPUT_DIR": str(cwd / "outputs"), "PYTHONUNBUFFERED": "1"}
+    # one torch thread unless the caller's environment says otherwise: runs compared bit for bit (train vs eval) must
+    # not depend on the load (tests/conftest.py)
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "RECX_OUTPUT_DIR": str(cwd / "outputs"), "PYTHONUNBUFFERED": "1"}
     return subprocess.run([*RECX, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -114,3 +114,18 @@ def test_start_watch_replaces_the_sleep(monkeypatch):
     monkeypatch.setattr(threads, "sample_cpu", lambda cores: CpuSample(100, 200, 0.0, 0.0))
     monkeypatch.setattr(threads.time, "sleep", lambda s: pytest.fail("slept although start_watch had run"))
     assert threads_for("auto")[0] == 1
+
+
+def test_a_run_with_auto_threads_says_what_it_chose(compose_train, monkeypatch):
+    """compose_train pins one thread (tests/conftest.py); ``auto`` itself must still work end to end."""
+    from recx.run import train
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    old = torch.get_num_threads()
+    try:
+        results = train(compose_train("model=bpr", "trainer.max_epochs=2", "hardware.num_threads=auto"))
+    finally:
+        torch.set_num_threads(old)
+    start = results["threads"]["start"]
+    assert "auto:" in start and int(start.split()[0]) >= 1, start
+    assert isinstance(results["threads"]["changes"], list)
