@@ -116,6 +116,8 @@ PATH_RANGES: dict[str, Range] = {
     "model.title_tokens": NON_NEGATIVE,
     "model.latent_words": NON_NEGATIVE,
     "model.graph.threshold": PROBABILITY,  # MAGUS: |correlation| of per-user word shares
+    "model.user.error_rate": Range(0, 0.5, high_open=True),  # interactive users: at 0.5 answers carry nothing
+    "model.user.unknown_rate": Range(0, 1, high_open=True),  # recx.interactive.rounds.UserModel
     "dataset.ltr.source.relevant_rating": NON_NEGATIVE,
 }
 
@@ -280,9 +282,39 @@ def expected_type(path: str, parent_target: str | None, default: Any, has_defaul
 
 # --------------------------------------------------------------------------------------------------------- choices
 #: text keys with a fixed set of values: a tuple, or the dotted name of the constant the code checks against (one
-#: source); keyed by dotted path, or by the key's own name under ``model.`` (``*`` = any path ending in that name)
+#: source); keyed by dotted path, by the key's own name (``*`` = any path ending in that name), or by
+#: ``<_target_>:<key>`` where two classes give one key name different values
 CHOICES: dict[str, tuple[str, ...] | str] = {
     "*feature_norm": ("none", "standard", "l2"),  # recx.topn.features.normalize_features
+    "*reg_form": "recx.topn.losses.REG_FORMS",
+    "*feature_order": "recx.topn.features.FEATURE_ORDERS",
+    "*user_aggr": "recx.topn.models.dualgnn.USER_AGGRS",
+    "*tokenizer_backend": "recx.topn.tokenizer.BACKENDS",
+    "model.ui_norm": "recx.topn.models.lattice.UI_NORMS",
+    "recx.topn.models.lattice.LATTICE:projection_init": "recx.topn.layers.Projector.INITS",
+    "model.layer_init": "recx.topn.models.mmgcn.LAYER_INITS",
+    "model.fac_logits": "recx.topn.models.slmrec.FAC_LOGITS",
+    "model.fac_chain": "recx.topn.models.slmrec.FAC_CHAINS",
+    "recx.topn.models.slmrec.SLMRec:projection_init": "recx.topn.models.slmrec.PROJECTION_INITS",
+    "model.reg_scope": "recx.topn.models.vbpr.REG_SCOPES",
+    "model.decode": "recx.ltr.models.starank.DECODES",
+    "model.schedule": "recx.ecg.recipe.SCHEDULES",
+    "model.pool": "recx.icl.feeder.POOLS",
+    "*sufficiency": "recx.icl.feeder.SUFFICIENCY",
+    "*score_with": "recx.topn.models.base.SCORE_WITH",
+    "model.family": "recx.families.PACKAGES",
+    "model.fit.method": "recx.interactive.recipe.FIT_METHODS",
+    "model.user.kind": "recx.interactive.rounds.USER_KINDS",
+    "model.strategies": "recx.interactive.rounds.STRATEGIES",  # a list: each element
+    "*logging_policy": "recx.ltr.logging_policy.POLICIES",
+    "*normalization": "recx.ltr.data.NORMALIZATIONS",
+    "*binarize": "recx.ltr.windows.BINARIZE",
+    "*detector": "recx.ecg.qrs.DETECTORS",
+    "recx.ltr.sources.MSLR10K:layout": "recx.ltr.sources.LAYOUTS",
+    "recx.pathrec.sources.ASSIST2009:layout": "recx.pathrec.sources.LAYOUTS",
+    "recx.icl.sources.LabelledFile:layout": "recx.icl.data.LAYOUTS",
+    "recx.ecg.data.PTBXL:task": "recx.ecg.data.TASKS",
+    "recx.icl.sources.RottenTomatoes:task": "recx.icl.data.RT_TASKS",
     "model.fusion": "recx.topn.models.drepmrec.FUSIONS",
     "model.weight_mode": "recx.topn.models.grcn.WEIGHT_MODES",
     "model.stage": "recx.topn.models.alignrec.STAGES",
@@ -303,11 +335,14 @@ CHOICES: dict[str, tuple[str, ...] | str] = {
 }
 
 
-def choices_of(path: str) -> tuple[str, ...] | None:
-    """The allowed values of a text key, or None when any text is allowed."""
-    spec = CHOICES.get(path)
+def choices_of(path: str, target: str | None = None) -> tuple[str, ...] | None:
+    """The allowed values of a text key, or None when any text is allowed; ``target``: the ``_target_`` of the node
+    holding the key (for the ``<_target_>:<key>`` entries)."""
+    name = path.rsplit(".", 1)[-1]
+    spec = CHOICES.get(f"{target}:{name}") if target else None
     if spec is None:
-        name = path.rsplit(".", 1)[-1]
+        spec = CHOICES.get(path)
+    if spec is None:
         spec = CHOICES.get(f"*{name}")
     if spec is None:
         return None
@@ -411,8 +446,10 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _check_value(path: str, value: Any, expected: Expected | None, where, default: Any, has_default: bool) -> None:
-    """Type, then range; ``where`` is the default's file, or a function that finds it (called on failure only)."""
+def _check_value(path: str, value: Any, expected: Expected | None, where, default: Any, has_default: bool,
+                 target: str | None = None) -> None:
+    """Type, then range; ``where`` is the default's file, or a function that finds it (called on failure only);
+    ``target`` the ``_target_`` of the node holding the key."""
     kind = _kind_of_value(value)
     if expected is not None:
         if value is None:
@@ -424,10 +461,15 @@ def _check_value(path: str, value: Any, expected: Expected | None, where, defaul
                        "dict": "a mapping", "int": "an integer"}.get(kind or "", "of the wrong type")
             _fail(path, value, f"{problem}, not {expected.describe()}", expected.describe(), where, default,
                   has_default)
-    allowed = choices_of(path) if kind == "str" else None
-    if allowed is not None and value not in allowed:
+    allowed = choices_of(path, target) if kind in ("str", "list") else None
+    if allowed is not None and kind == "str" and value not in allowed:
         _fail(path, value, f"not one of {', '.join(allowed)}", f"one of {', '.join(allowed)}", where, default,
               has_default)
+    if allowed is not None and kind == "list":  # a list of choices (MAGUS's strategies): element by element
+        for item in value:
+            if isinstance(item, str) and item not in allowed:
+                _fail(path, value, f"a list holding {item!r}, not one of {', '.join(allowed)}",
+                      f"a list of {', '.join(allowed)}", where, default, has_default)
     rule = range_of(path)
     if rule is None:
         return
@@ -491,7 +533,8 @@ def check_config(cfg: DictConfig, reference: DictConfig | None = None, *, choice
         expected = expected_type(path, target, default, has_default)
         if expected is None and value is None:
             return
-        _check_value(path, value, expected, lambda: default_file(path, choices, config_name), default, has_default)
+        _check_value(path, value, expected, lambda: default_file(path, choices, config_name), default, has_default,
+                     target)
 
     _walk(cfg, reference, "", visit)
     check_rules(cfg, choices=choices, config_name=config_name)

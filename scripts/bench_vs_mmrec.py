@@ -3,6 +3,8 @@
     python scripts/bench_vs_mmrec.py --mmrec /path/to/MMRec --data /path/to/folder \\
         [--models BPR LightGCN VBPR FREEDOM] [--seeds 1 2] [--mmrec-python /path/to/MMRec/venv/bin/python] \\
         [--record tests/parity --generator-seed 0]
+    python scripts/bench_vs_mmrec.py --from-record tests/parity --data /path/to/folder --models SLMRec \
+        [--recx-set model.score_with=last_batch] [--record tests/parity]
 
 One process at a time (never both at once, so neither slows the other): for each model, MMRec through
 scripts/mmrec_driver.py under MMRec's own interpreter (all seeds in one process, as MMRec's main.py loops its seeds),
@@ -17,6 +19,12 @@ recx's times come from its metrics.json history: per epoch, the epoch's seconds 
 (``val_seconds``), and the median validation round as one evaluation pass; MMRec's from timing its own
 ``_train_epoch`` and ``evaluate`` (scripts/mmrec_driver.py). ``--epochs N`` makes both run exactly N epochs: a speed
 comparison in minutes (the metrics then are not converged).
+
+``--from-record DIR`` runs recx only, against MMRec's runs kept in DIR/mmrec_<model>.json (their seeds unless
+``--seeds`` is given; no MMRec checkout needed): what to use after a change on recx's side. ``--recx-set k=v`` adds
+overrides to recx's runs (e.g. trying a key before ``protocol=mmrec`` sets it); with ``--record`` the record keeps
+MMRec's runs and gets recx's new ``recx_measured`` / ``recx_mean`` (and ``recx_overrides`` when any were given).
+It also prints each metric's difference of means with the parity test's tolerance (max(0.005, 3 SE)).
 """
 
 from __future__ import annotations
@@ -71,7 +79,7 @@ def run_recx(args, model: str, work: Path) -> dict:
         command = [sys.executable, "-m", "recx.cli", "train", f"model={name}", "dataset=mmrec",
                    f"dataset.path={args.data}", "protocol=mmrec", f"seed={seed}", f"paths.run_dir={run_dir}",
                    "progress=false", "logger=none", "callbacks.lis.enabled=false",
-                   *([f"trainer.max_epochs={args.epochs}"] if args.epochs else [])]
+                   *([f"trainer.max_epochs={args.epochs}"] if args.epochs else []), *args.recx_set]
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -99,10 +107,14 @@ def mean(runs: list[dict], key: str, sub: str | None = None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mmrec", type=Path, required=True, help="MMRec checkout (holds src/)")
+    parser.add_argument("--mmrec", type=Path, default=None, help="MMRec checkout (holds src/)")
+    parser.add_argument("--from-record", type=Path, default=None,
+                        help="read MMRec's runs from DIR/mmrec_<model>.json instead of running MMRec")
+    parser.add_argument("--recx-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra override for recx's runs (repeatable)")
     parser.add_argument("--data", type=Path, required=True, help="MMRec-layout folder")
     parser.add_argument("--models", nargs="+", default=["BPR", "LightGCN", "VBPR", "FREEDOM"], choices=list(SETTINGS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 1 2, or the record's seeds")
     parser.add_argument("--mmrec-python", type=Path, default=None, help="default: <mmrec>/venv/bin/python")
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_vs_mmrec"))
     parser.add_argument("--record", type=Path, default=None, help="write <dir>/mmrec_<model>.json parity records")
@@ -110,15 +122,27 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None,
                         help="a speed comparison: both run exactly this many epochs (metrics then mean little)")
     args = parser.parse_args()
-    args.mmrec, args.data = args.mmrec.resolve(), args.data.resolve()
-    args.mmrec_python = args.mmrec_python or args.mmrec / "venv" / "bin" / "python"
+    if (args.mmrec is None) == (args.from_record is None):
+        parser.error("give --mmrec (run MMRec) or --from-record (use its recorded runs), not both")
+    args.data = args.data.resolve()
+    if args.mmrec is not None:
+        args.mmrec = args.mmrec.resolve()
+        args.mmrec_python = args.mmrec_python or args.mmrec / "venv" / "bin" / "python"
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []
+    seeds = args.seeds
     for model in args.models:
-        theirs = run_mmrec(args, model, args.work / f"mmrec-{model}.json")
+        if args.from_record is not None:
+            theirs = json.loads((args.from_record / f"mmrec_{SETTINGS[model][0]}.json").read_text())
+            args.seeds = seeds or theirs["seeds"]
+        else:
+            args.seeds = seeds or [1, 2]
+            theirs = run_mmrec(args, model, args.work / f"mmrec-{model}.json")
         ours = run_recx(args, model, args.work)
         rows.append((model, theirs, ours))
-        if args.record is not None:
+        if args.record is not None and args.from_record is not None:
+            update_record(args, model, ours)
+        elif args.record is not None:
             write_record(args, model, theirs, ours)
     header = ("| model | MMRec R@20 | recx R@20 | MMRec N@20 | recx N@20 | MMRec train s/ep | recx train s/ep | ×"
               " | MMRec eval s | recx eval s | × | MMRec wall s | recx wall s | × |")
@@ -128,10 +152,20 @@ def main() -> None:
         t, o = theirs["runs"], ours["runs"]
         tr = (mean(t, "train_s_per_epoch"), mean(o, "train_s_per_epoch"))
         ev = (mean(t, "eval_s_per_pass"), mean(o, "eval_s_per_pass"))
-        wall = (theirs["wall_s_per_seed"], mean(o, "wall_s"))
+        wall = (theirs.get("wall_s_per_seed"), mean(o, "wall_s"))  # a record may not hold MMRec's wall time
         print(f"| {model} | {mean(t, 'recall@20', 'test'):.4f} | {mean(o, 'recall@20', 'test'):.4f} "
               f"| {mean(t, 'ndcg@20', 'test'):.4f} | {mean(o, 'ndcg@20', 'test'):.4f} "
-              + "".join(f"| {a:.3f} | {b:.3f} | {a / max(b, 1e-9):.1f} " for a, b in (tr, ev, wall)) + "|")
+              + "".join(f"| {a:.3f} | {b:.3f} | {a / max(b, 1e-9):.1f} " if a is not None else f"| – | {b:.3f} | – "
+                        for a, b in (tr, ev, wall)) + "|")
+    for model, theirs, ours in rows:
+        for key in ("recall@20", "ndcg@20"):
+            a = [r["test"][key] for r in theirs["runs"]]
+            b = [r["test"][key] for r in ours["runs"]]
+            se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5 \
+                if min(len(a), len(b)) > 1 else 0.0
+            gap, tol = statistics.mean(b) - statistics.mean(a), max(0.005, 3 * se)
+            print(f"{model} {key}: recx - MMRec = {gap:+.4f} over {len(b)}/{len(a)} seeds, SE {se:.4f}, "
+                  f"tolerance {tol:.4f}: {'ok' if abs(gap) <= tol else 'OUTSIDE'}")
     starts = [r["startup_s"] for _, _, ours in rows for r in ours["runs"] if r.get("startup_s") is not None]
     if starts:
         print(f"recx start-up (process start to the first training step): median {statistics.median(starts):.2f} s "
@@ -152,7 +186,18 @@ def write_record(args, model: str, theirs: dict, ours: dict) -> None:
         "recx_measured": ours["runs"],
     }
     args.record.mkdir(parents=True, exist_ok=True)
-    (args.record / f"mmrec_{SETTINGS[model][0]}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (args.record / f"mmrec_{SETTINGS[model][0]}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def update_record(args, model: str, ours: dict) -> None:
+    """Replace recx's side of DIR/mmrec_<model>.json (MMRec's runs stay as they were recorded)."""
+    path = args.record / f"mmrec_{SETTINGS[model][0]}.json"
+    record = json.loads(path.read_text())
+    record["recx_measured"] = ours["runs"]
+    record["recx_mean"] = {key: round(mean(ours["runs"], key, "test"), 6) for key in ("recall@20", "ndcg@20")}
+    if args.recx_set:
+        record["recx_overrides"] = list(args.recx_set)
+    path.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

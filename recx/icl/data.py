@@ -41,9 +41,13 @@ def check_complete(text: str, path: Path, what: str) -> None:
         raise_truncated(path, what, len(text.splitlines()))
 
 
+#: Rotten Tomatoes ``task`` values (sentence polarity or subjectivity)
+RT_TASKS = ("polarity", "subjectivity")
+
+
 def read_rotten_tomatoes(path: str | Path, task: str = "polarity") -> TextExamples:
     p = require_file(path, what="Rotten Tomatoes corpus", fix="RECX_DATA_MIRROR/rotten-tomatoes/ or --from")
-    if task not in ("polarity", "subjectivity"):
+    if task not in RT_TASKS:
         raise ConfigError(f"unknown Rotten Tomatoes task '{task}'", field="dataset.source.task",
                           fix="polarity (fresh vs rotten) or subjectivity (plot vs review)")
     try:

@@ -76,6 +76,8 @@ def is_necessary(judge: Judge, context: tuple[int, ...], candidate: int, target:
 
 
 SUFFICIENCY = ("def1", "any")
+#: ``pool`` values: full (select from D_TRAIN) or feeder (from FEEDER's pre-selected D_FEEDER)
+POOLS = ("full", "feeder")
 ZERO_SHOT: tuple[int, ...] = ()
 
 

@@ -91,7 +91,7 @@ def icl_accuracy(lm, pool, in_use: list[int], queries, selector: str, shots: int
 def run(cfg: DictConfig) -> dict[str, Any]:
     from recx.console import console, print_metrics
     from recx.data.prepare import default_data_dir, download
-    from recx.icl.feeder import CachedJudge, check_sufficiency, feeder_preselect
+    from recx.icl.feeder import POOLS, CachedJudge, check_sufficiency, feeder_preselect
     from recx.icl.lm import LMJudge, load_lm, tiny_lm
     from recx.icl.sources import pool_and_queries
     from recx.runtools import check_hardware, construct, write_json
@@ -99,12 +99,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     out = console()
     m = cfg.model
+    if m.pool not in POOLS:  # before the run folder is touched
+        raise ConfigError(f"unknown pool '{m.pool}'", field="model.pool", fix="full (D_TRAIN) or feeder (D_FEEDER)")
+    sufficiency = check_sufficiency(str(m.feeder.get("sufficiency", "def1")))
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    if m.pool not in ("full", "feeder"):
-        raise ConfigError(f"unknown pool '{m.pool}'", field="pool", fix="full (D_TRAIN) or feeder (D_FEEDER)")
-    sufficiency = check_sufficiency(str(m.feeder.get("sufficiency", "def1")))
     source = construct(cfg.dataset.source)
     data_dir = Path(cfg.paths.data_dir) if cfg.paths.get("data_dir") else default_data_dir()
     examples = source.read(download(source, data_dir))

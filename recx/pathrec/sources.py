@@ -18,6 +18,10 @@ ASSIST_TEST = ("assist2009_updated_test.csv",
 ASSIST_SKILLS = 110  # the "updated" (DKVMN) release: skill ids 1..110
 
 
+#: ASSIST2009 ``layout`` values: three_line (DKVMN's CSVs) or skill_builder (the official CSV)
+LAYOUTS = ("three_line", "skill_builder")
+
+
 class ASSIST2009:
     """ASSISTments 2009 skill-builder. ``layout=three_line`` (default): the DKVMN train/test CSVs (2,921 / 1,230
     students, skills 1-110, sha256-checked; mirror ``assist2009/``). ``layout=skill_builder``: the official
@@ -28,7 +32,7 @@ class ASSIST2009:
 
     def __init__(self, layout: str = "three_line", max_len: int = 200, valid_fraction: float = 0.2,
                  test_fraction: float = 0.3, seed: int = 0) -> None:
-        if layout not in ("three_line", "skill_builder"):
+        if layout not in LAYOUTS:
             raise ConfigError(f"unknown ASSIST2009 layout '{layout}'", field="dataset.source.layout",
                               fix="three_line or skill_builder")
         self.layout, self.max_len = layout, max_len

@@ -34,6 +34,10 @@ def normalize_features(feats: torch.Tensor, feature_norm: str) -> torch.Tensor:
                       fix="use none, standard or l2")
 
 
+#: ``feature_order`` values of :func:`stack_features`
+FEATURE_ORDERS = ("modalities", "text_first")
+
+
 def stack_features(data: InteractionData, feature_norm: str = "none", order: str = "modalities") -> torch.Tensor:
     """All loaded modalities concatenated into one ``[n_items, Σd]`` matrix (VBPR's content vector).
 
@@ -43,7 +47,7 @@ def stack_features(data: InteractionData, feature_norm: str = "none", order: str
     features = modality_features(data, feature_norm)
     if order == "text_first":
         features = dict(sorted(features.items(), key=lambda kv: kv[0] != "text"))
-    elif order != "modalities":
+    elif order not in FEATURE_ORDERS:
         raise ConfigError(f"unknown feature_order '{order}'", field="model.feature_order",
                           fix="use modalities (dataset.modalities order) or text_first (MMRec's VBPR)")
     return torch.cat(list(features.values()), dim=1)

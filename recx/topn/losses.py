@@ -83,6 +83,7 @@ def id_and_preference_bpr(model, batch: dict[str, torch.Tensor]) -> torch.Tensor
     ``model.modalities``, ``model.n_users`` and ``model.reg_weight``.
     """
     users_all, items_all = model.propagate()
+    model.remember_batch_tables(users_all, items_all)  # score_with=last_batch (MMRec's self.result)
     users, pos, neg = batch["users"], batch["pos"], batch["neg"]
     ranking = triplet_bpr(*gather_triplet(users_all, items_all, batch))
     ids = model.id_embedding

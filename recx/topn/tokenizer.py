@@ -111,6 +111,10 @@ def relative_distortion(x: torch.Tensor, reconstructed: torch.Tensor) -> float:
     return float((x - reconstructed).pow(2).sum() / total)
 
 
+#: ``tokenizer_backend`` values: torch (batched Lloyd iterations, default) or faiss (faiss's product quantiser)
+BACKENDS = ("torch", "faiss")
+
+
 def fit_quantizer(x: torch.Tensor, n_subspaces: int = 4, n_centroids: int = 256, *, opq: bool = False,
                   opq_iters: int = 4, kmeans_iters: int = 20, seed: int = 0, backend: str = "torch",
                   device: str | torch.device | None = None) -> ModalityQuantizer:
@@ -124,7 +128,7 @@ def fit_quantizer(x: torch.Tensor, n_subspaces: int = 4, n_centroids: int = 256,
                           fix=f"choose 2 <= n_centroids <= {n}")
     if backend == "faiss":
         return _fit_faiss(x, n_subspaces, n_centroids, opq=opq, kmeans_iters=kmeans_iters, seed=seed)
-    if backend != "torch":
+    if backend not in BACKENDS:
         raise ConfigError(f"unknown tokenizer backend '{backend}'", field="model.tokenizer_backend",
                           fix="use torch or faiss")
     g = torch.Generator().manual_seed(seed)

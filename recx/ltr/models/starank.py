@@ -30,11 +30,15 @@ from recx.ltr.models.base import DocumentMLP, LTRModel, SlateAttention
 PLACED = 1e6  # score of a decoded position, far above any pointer logit
 
 
+#: ``decode`` values: greedy (argmax pointer at every step) or sample (sample the pointer)
+DECODES = ("greedy", "sample")
+
+
 class STARank(LTRModel):
     def __init__(self, n_features: int, dim: int = 64, hidden: Sequence[int] = (128,), dropout: float = 0.1,
                  heads: int = 2, attention_layers: int = 1, decode_steps: int = 10, decode: str = "greedy") -> None:
         super().__init__()
-        if decode not in ("greedy", "sample"):
+        if decode not in DECODES:
             from recx.errors import ConfigError
 
             raise ConfigError(f"unknown decode '{decode}'", field="model.decode", fix="use greedy or sample")

@@ -34,6 +34,10 @@ from torch import nn
 MODULE_KEYS = ("lr", "weight_decay", "lr_decay", "lr_decay_every")
 #: model-config keys that describe the model and are passed to nothing
 META_KEYS = ("name", "family")
+#: ``score_with`` values: ``current`` (evaluation recomputes the user/item tables from the weights it evaluates; recx)
+#: or ``last_batch`` (it scores with the tables the epoch's last training batch computed, one optimiser step older
+#: and in training mode: what MMRec's MMGCN, GRCN, DualGNN, DRAGON and SLMRec keep in ``self.result``/``all_items``)
+SCORE_WITH = ("current", "last_batch")
 
 
 class DerivedState(nn.Module):
@@ -87,6 +91,42 @@ class TopNModel(DerivedState):
         if key not in self._eval_cache:
             self._eval_cache[key] = compute()
         return self._eval_cache[key]
+
+    # ------------------------------------------------- last batch's tables
+    def score_with_last_batch(self, score_with: str, dim: int) -> None:
+        """Constructor helper for models offering ``score_with``: with ``last_batch``, keep a ``[n_users + n_items,
+        dim]`` table that :meth:`remember_batch_tables` fills and evaluation scores with. It is a buffer, so a
+        checkpoint carries it and ``recx eval`` re-scores exactly what training scored."""
+        if score_with not in SCORE_WITH:
+            from recx.errors import ConfigError
+
+            raise ConfigError(f"unknown score_with '{score_with}'", field="model.score_with",
+                              fix=f"use one of {', '.join(SCORE_WITH)}")
+        self.score_with = score_with
+        if score_with == "last_batch":
+            self.register_buffer("last_batch_tables", torch.zeros(self.n_users + self.n_items, dim))
+            self.register_buffer("last_batch_kept", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def keeps_last_batch(self) -> bool:
+        """Whether ``loss`` should hand its tables to :meth:`remember_batch_tables` (``score_with=last_batch``, in
+        training)."""
+        return getattr(self, "score_with", "current") == "last_batch" and self.training
+
+    def remember_batch_tables(self, users: torch.Tensor, items: torch.Tensor) -> None:
+        """Called by ``loss`` with the full user/item tables it computed (no-op unless ``score_with=last_batch``)."""
+        if not self.keeps_last_batch:
+            return
+        with torch.no_grad():
+            self.last_batch_tables[: self.n_users].copy_(users)
+            self.last_batch_tables[self.n_users:].copy_(items)
+            self.last_batch_kept.fill_(True)
+
+    def scoring_tables(self, compute: Callable[[], tuple[torch.Tensor, torch.Tensor]]):
+        """``compute()``, or, with ``score_with=last_batch`` outside training once a batch has run, the kept tables."""
+        if getattr(self, "score_with", "current") == "last_batch" and not self.training and bool(self.last_batch_kept):
+            return self.last_batch_tables[: self.n_users], self.last_batch_tables[self.n_users:]
+        return compute()
 
     # ------------------------------------------------------------- contract
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:

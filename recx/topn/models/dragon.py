@@ -46,7 +46,8 @@ Deliberate differences:
   graph).
 * Dead code of MMRec is left out (edge dropping built but unused, ``weight_i``, ``MLP_user``, ``image_trs``/
   ``text_trs`` and the trainable copies of the raw features, which only feed the kNN graph construction); MMRec scores
-  with the representations of the last training batch, recx recomputes them once per evaluation.
+  with the representations of the last training batch, recx recomputes them once per evaluation
+  (``score_with=last_batch``, set by ``protocol=mmrec``, scores as MMRec; see DualGNN).
 * ``Projector`` initialises the MLP with Xavier-normal weights and zero biases (MMRec: PyTorch's default).
 * The paper text itself was not retrievable here; the equations above follow the authors' released code.
 """
@@ -73,8 +74,9 @@ class DRAGON(_DualGraphBase):
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 2, n_mm_layers: int = 1,
                  knn_k: int = 10, modality_weights: dict[str, float] | None = None,
                  default_modality_weight: float = 1.0, user_knn_k: int = 40, user_layers: int = 1,
-                 user_aggr: str = "softmax", reg_weight: float = 1e-3, feature_norm: str = "none") -> None:
-        super().__init__(data, embedding_dim, n_layers, user_knn_k, user_aggr, reg_weight, feature_norm)
+                 user_aggr: str = "softmax", reg_weight: float = 1e-3, feature_norm: str = "none",
+                 score_with: str = "current") -> None:
+        super().__init__(data, embedding_dim, n_layers, user_knn_k, user_aggr, reg_weight, feature_norm, score_with)
         if n_mm_layers < 0 or user_layers < 0:
             raise ConfigError("n_mm_layers and user_layers must be >= 0", field="model.n_mm_layers")
         self.n_mm_layers, self.user_layers = n_mm_layers, user_layers
@@ -84,6 +86,9 @@ class DRAGON(_DualGraphBase):
             (c, cached_knn_graph(data, m, knn_k, weighting="binary", normalization="sym"))
             for c, m in zip(self.item_coefficients, self.modalities)
         ]))
+
+    def table_width(self, embedding_dim: int) -> int:
+        return len(self.modalities) * embedding_dim  # the modalities' concatenation
 
     def heterogeneous(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h_u, h_i)``: the attentive concatenation of the per-modality user–item GCN outputs, ``[·, M·d]``."""

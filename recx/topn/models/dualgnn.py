@@ -42,8 +42,9 @@ Deliberate differences:
   (``u = x̂[u]``), as MMRec does with one modality.
 * Dead code of MMRec is left out: the per-modality edge dropping (``edge_index_drop*`` is built but never used),
   the item fusion weights ``weight_i`` (only ever regularised, never used in a score), ``MLP_user``,
-  ``result_embed``. MMRec scores with the representations of the *last training batch*; recx recomputes them from
-  the current weights once per evaluation.
+  ``result_embed``. MMRec scores with the representations of the *last training batch* (computed before its
+  optimiser step); recx recomputes them from the current weights once per evaluation. ``score_with=last_batch``
+  (set by ``protocol=mmrec``; :data:`recx.topn.models.base.SCORE_WITH`) scores as MMRec does.
 * ``Projector`` initialises the MLP with Xavier-normal weights and zero biases (MMRec: PyTorch's default Linear init).
 * Not implemented: the modality-missing setting the paper motivates (the authors' code builds node-dropped edge
   lists for it but never uses them) and the authors' other fusion variants (``mean``, ``max``, ``cat_mlp``);
@@ -69,6 +70,10 @@ from recx.topn.losses import gather_triplet, triplet_bpr
 from recx.topn.models.base import TopNModel
 
 LN2 = math.log(2.0)
+
+
+#: ``user_aggr`` values of :func:`user_graph_weights`
+USER_AGGRS = ("softmax", "mean")
 
 
 def user_graph_weights(counts: torch.Tensor, mode: str = "softmax") -> torch.Tensor:
@@ -126,7 +131,7 @@ class _DualGraphBase(TopNModel):
     uses_features = True
 
     def __init__(self, data: InteractionData, embedding_dim: int, n_layers: int, user_knn_k: int, user_aggr: str,
-                 reg_weight: float, feature_norm: str) -> None:
+                 reg_weight: float, feature_norm: str, score_with: str = "current") -> None:
         super().__init__(data.n_users, data.n_items)
         if n_layers < 0:
             raise ConfigError(f"n_layers must be >= 0, got {n_layers}", field="model.n_layers")
@@ -137,11 +142,16 @@ class _DualGraphBase(TopNModel):
             self.register_buffer(f"feature_{idx}", f, persistent=False)
         self.gcns = nn.ModuleList([ModalityGCN(data.n_users, f.shape[1], embedding_dim, n_layers)
                                    for f in features.values()])
+        self.score_with_last_batch(score_with, self.table_width(embedding_dim))
         # MMRec creates fusion weights only to use them with two modalities; one modality is used as it is.
         self.user_weights = fusion_weights(data.n_users, len(features)) if len(features) > 1 else None
         # Derived from the data, not learned: attributes (not buffers), listed in `derived`.
         self.adjacency = train_adjacency(data)
         self.user_graph = user_graph(data, user_knn_k, user_aggr)
+
+    def table_width(self, embedding_dim: int) -> int:
+        """Width of the user and item vectors :meth:`propagate` returns."""
+        return embedding_dim
 
     def features(self) -> list[torch.Tensor]:
         return [getattr(self, f"feature_{idx}") for idx in range(len(self.modalities))]
@@ -154,7 +164,7 @@ class _DualGraphBase(TopNModel):
         raise NotImplementedError
 
     def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cached("vectors", self.propagate)
+        return self.cached("vectors", lambda: self.scoring_tables(self.propagate))
 
     def regularizer(self, users: torch.Tensor) -> torch.Tensor:
         """MMRec's ``Σ_m mean(P_m[users]²) + mean(w²)`` (mean of squares)."""
@@ -165,6 +175,7 @@ class _DualGraphBase(TopNModel):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users_all, items_all = self.propagate()
+        self.remember_batch_tables(users_all, items_all)  # score_with=last_batch (MMRec's result_embed)
         ranking = triplet_bpr(*gather_triplet(users_all, items_all, batch)) / LN2  # log₂, as MMRec
         return ranking + self.reg_weight * self.regularizer(batch["users"])
 
@@ -176,8 +187,9 @@ class DualGNN(_DualGraphBase):
     """
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 2, user_knn_k: int = 40,
-                 user_aggr: str = "softmax", reg_weight: float = 1e-3, feature_norm: str = "none") -> None:
-        super().__init__(data, embedding_dim, n_layers, user_knn_k, user_aggr, reg_weight, feature_norm)
+                 user_aggr: str = "softmax", reg_weight: float = 1e-3, feature_norm: str = "none",
+                 score_with: str = "current") -> None:
+        super().__init__(data, embedding_dim, n_layers, user_knn_k, user_aggr, reg_weight, feature_norm, score_with)
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         reps = self.modality_representations()

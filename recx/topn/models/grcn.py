@@ -42,6 +42,9 @@ Deliberate differences
 * Regulariser: the official/MMRec code adds ``reg_weight`` × element means of the squared batch ID rows and batch
   preferences (MMRec also the mean over *all* users of the image preference); recx uses the shared ``l2_penalty``
   (½Σ‖·‖²/B), so MMRec's ``reg_weight`` r corresponds to about r/d here (d = 64). κ is not regularised (as in both).
+* Scoring: MMRec's ``full_sort_predict`` uses ``self.result``, the representation its last training batch computed
+  (before that batch's optimiser step); recx recomputes it from the evaluated weights. ``score_with=last_batch`` (set
+  by ``protocol=mmrec``; :data:`recx.topn.models.base.SCORE_WITH`) scores as MMRec does.
 * Not offered: edge dropout (``dropout: 0`` in both codes), the ``has_act``/``has_norm`` switches (False/True in
   both: no activation, unit-norm inputs), the ``id``/``mean`` fusion modes (concat is the default of both), and the
   word-embedding path for TikTok text. The softmax needs no max-shift because both factors of every logit are unit
@@ -243,7 +246,7 @@ class GRCN(TopNModel):
 
     def __init__(self, data: InteractionData, embedding_dim: int = 64, latent_dim: int = 64, n_layers: int = 2,
                  n_routing: int = 3, weight_mode: str = "confid", pruning: bool = True, reg_weight: float = 1e-4,
-                 feature_norm: str = "none") -> None:
+                 feature_norm: str = "none", score_with: str = "current") -> None:
         super().__init__(data.n_users, data.n_items)
         if weight_mode not in WEIGHT_MODES:
             raise ConfigError(f"unknown weight_mode '{weight_mode}'", field="model.weight_mode",
@@ -256,6 +259,7 @@ class GRCN(TopNModel):
             self.register_buffer(f"features_{name}", feats, persistent=False)
         self.branches = nn.ModuleDict({name: _ContentBranch(data.n_users, feats.shape[1], latent_dim)
                                        for name, feats in features.items()})
+        self.score_with_last_batch(score_with, embedding_dim + len(features) * latent_dim)
         n = data.n_users + data.n_items
         self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(n, embedding_dim)))
         self.confidence = nn.Parameter(nn.init.xavier_normal_(torch.empty(n, len(features))))
@@ -289,7 +293,7 @@ class GRCN(TopNModel):
         return z[: self.n_users], z[self.n_users:]
 
     def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cached("propagated", self.propagate)
+        return self.cached("propagated", lambda: self.scoring_tables(self.propagate))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return id_and_preference_bpr(self, batch)

@@ -63,6 +63,10 @@ from recx.topn.losses import gather_triplet, l2_penalty, triplet_bpr
 from recx.topn.models.base import TopNModel
 
 
+#: ``ui_norm`` values: sym (D^-1/2 A D^-1/2, recx/LightGCN) or rw_self_loops (D^-1(A+I), the official code and MMRec)
+UI_NORMS = ("sym", "rw_self_loops")
+
+
 class LATTICE(TopNModel):
     #: data-derived attributes that follow the parameters' device (see DerivedState)
     derived = ("adjacency", "adjacency_t", "original_graphs")

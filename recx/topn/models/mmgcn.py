@@ -33,11 +33,12 @@ Deliberate differences
   ``nn.Linear``'s own Kaiming-uniform init (``W_c``: PyG's ``uniform(±1/√in)``, the same as recx's). (8) MMRec's
   ``full_sort_predict`` scores with ``self.result``, the representation of the last training batch's forward (one
   optimiser step old); recx propagates afresh for evaluation.
-* MMRec's variant, one key each (``protocol=mmrec`` sets all four): ``n_layers: 3`` (what its GCN runs);
+* MMRec's variant, one key each (``protocol=mmrec`` sets all five): ``n_layers: 3`` (what its GCN runs);
   ``freeze_id_and_preferences: true`` (ID embeddings and user preferences stay at their random init, as MMRec's plain
   tensors do; its regulariser then acts only on those frozen tensors, so it changes nothing that trains);
   ``raw_modalities: [text]`` (that modality enters unprojected, at its raw width; names that are not loaded are
-  ignored); ``layer_init: mmrec`` (the initialisation of (7); default ``xavier_normal``).
+  ignored); ``layer_init: mmrec`` (the initialisation of (7); default ``xavier_normal``); ``score_with: last_batch`` (the
+  scoring of (8), :data:`recx.topn.models.base.SCORE_WITH`; default ``current``).
 * vs the paper: the max-aggregation variant and the "no ID embedding" ablation are not offered.
 """
 
@@ -96,6 +97,10 @@ class _ModalityBranch(nn.Module):
         return x
 
 
+#: ``layer_init`` values: xavier_normal (recx) or mmrec (nn.Linear's own init for the MLP and g_layer2-3, as MMRec)
+LAYER_INITS = ("xavier_normal", "mmrec")
+
+
 class MMGCN(TopNModel):
     #: data-derived attributes that follow the parameters' device (see DerivedState)
     derived = ("adjacency", "adjacency_t")
@@ -105,12 +110,14 @@ class MMGCN(TopNModel):
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 2, latent_dim: int | None = 256,
                  aggregation: str = "mean", combination: str = "concat", reg_weight: float = 1e-4,
                  feature_norm: str = "none", freeze_id_and_preferences: bool = False,
-                 raw_modalities: tuple[str, ...] | list[str] = (), layer_init: str = "xavier_normal") -> None:
+                 raw_modalities: tuple[str, ...] | list[str] = (), layer_init: str = "xavier_normal",
+                 score_with: str = "current") -> None:
         super().__init__(data.n_users, data.n_items)
+        self.score_with_last_batch(score_with, embedding_dim)
         if combination not in ("concat", "sum"):
             raise ConfigError(f"unknown combination '{combination}'", field="model.combination",
                               fix="use concat or sum")
-        if layer_init not in ("xavier_normal", "mmrec"):
+        if layer_init not in LAYER_INITS:
             raise ConfigError(f"unknown layer_init '{layer_init}'", field="model.layer_init",
                               fix="use xavier_normal or mmrec")
         if n_layers < 1:
@@ -143,7 +150,7 @@ class MMGCN(TopNModel):
         return z[: self.n_users], z[self.n_users:]
 
     def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cached("propagated", self.propagate)
+        return self.cached("propagated", lambda: self.scoring_tables(self.propagate))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return id_and_preference_bpr(self, batch)

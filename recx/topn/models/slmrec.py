@@ -39,7 +39,8 @@ Deliberate differences from the official code / MMRec:
 * only FAC is implemented. The FD (feature dropout, 0.3) and FM (feature masking) tasks are left out: in MMRec they
   read a config key (``data.input.dataset``) that MMRec never sets, so FAC is the only task MMRec can run;
 * scoring recomputes the propagated, fused tables in eval mode (the official code and MMRec score with the tables
-  left over from the last training batch) and drops the final sigmoid (monotone, the ranking is unchanged);
+  left over from the last training batch; ``score_with=last_batch``, set by ``protocol=mmrec``, does that) and drops
+  the final sigmoid (monotone, the ranking is unchanged);
 * the modality projections are :class:`~recx.topn.layers.Projector` (Xavier-normal weight, zero bias; official:
   Xavier-uniform weight, PyTorch default bias). ``projection_init=mmrec`` (set by ``protocol=mmrec``) uses the
   official init; with L2-normalised features that default bias (±1/√fan_in) is of the order of the projected
@@ -75,6 +76,12 @@ def fac_widths(n_modalities: int, dim: int) -> list[int]:
     return [dim] * (n_modalities - 1) + [dim // 2]
 
 
+#: the values of SLMRec's text keys (the constructor and the config check read these)
+FAC_LOGITS = ("cosine", "dot")
+FAC_CHAINS = ("recx", "mmrec")
+PROJECTION_INITS = ("recx", "mmrec")
+
+
 class SLMRec(TopNModel):
     #: data-derived attributes that follow the parameters' device (see DerivedState)
     derived = ("adjacency",)
@@ -84,8 +91,9 @@ class SLMRec(TopNModel):
     def __init__(self, data: InteractionData, embedding_dim: int = 64, n_layers: int = 3, temperature: float = 0.2,
                  ssl_alpha: float = 0.1, ssl_temperature: float = 0.2, ssl_task: str = "FAC",
                  main_loss: str = "infonce", feature_norm: str = "l2", fac_logits: str = "cosine",
-                 fac_chain: str = "recx", projection_init: str = "recx") -> None:
+                 fac_chain: str = "recx", projection_init: str = "recx", score_with: str = "current") -> None:
         super().__init__(data.n_users, data.n_items)
+        self.score_with_last_batch(score_with, embedding_dim)
         if ssl_task != "FAC":
             raise ValueError(f"SLMRec: only the FAC self-supervised task is implemented, got ssl_task={ssl_task!r}")
         if main_loss not in ("infonce", "bpr"):
@@ -93,11 +101,11 @@ class SLMRec(TopNModel):
         self.embedding_dim, self.n_layers = embedding_dim, n_layers
         self.temperature, self.ssl_alpha, self.ssl_temperature = temperature, ssl_alpha, ssl_temperature
         self.main_loss = main_loss
-        if fac_logits not in ("cosine", "dot"):
+        if fac_logits not in FAC_LOGITS:
             raise ConfigError(f"unknown fac_logits '{fac_logits}'", field="model.fac_logits",
                               fix="use cosine (recx) or dot (the official code / MMRec: raw inner products / τ)")
         self.fac_logits = fac_logits
-        if fac_chain not in ("recx", "mmrec"):
+        if fac_chain not in FAC_CHAINS:
             raise ConfigError(f"unknown fac_chain '{fac_chain}'", field="model.fac_chain",
                               fix="use recx (one anchor map per space) or mmrec (MMRec's image → acoustic → text "
                                   "chain, acoustic contrast removed)")
@@ -106,7 +114,7 @@ class SLMRec(TopNModel):
                               f"{list(data.item_features)}", field="model.fac_chain",
                               fix="set dataset.modalities=[image,text] or use fac_chain=recx")
         self.fac_chain = fac_chain
-        if projection_init not in ("recx", "mmrec"):
+        if projection_init not in PROJECTION_INITS:
             raise ConfigError(f"unknown projection_init '{projection_init}'", field="model.projection_init",
                               fix="use recx (Xavier-normal weight, zero bias) or mmrec (Xavier-uniform weight, "
                                   "PyTorch's default uniform bias)")
@@ -157,7 +165,7 @@ class SLMRec(TopNModel):
         return self.fuse_user(users), self.fuse_item(items)
 
     def user_item_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cached("fused", self._fused)
+        return self.cached("fused", lambda: self.scoring_tables(self._fused))
 
     # ------------------------------------------------------------------ loss
     def fac_loss(self, item_views: torch.Tensor) -> torch.Tensor:
@@ -179,6 +187,9 @@ class SLMRec(TopNModel):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users, pos = batch["users"], batch["pos"]
         users_all, items_all = self.propagate()
+        if self.keeps_last_batch:  # score_with=last_batch: MMRec's all_users/all_items, fused as its compute() does
+            with torch.no_grad():
+                self.remember_batch_tables(self.fuse_user(users_all), self.fuse_item(items_all))
         # index_select, not x[idx]: its backward is deterministic on CPU (advanced indexing scatters in parallel)
         item_views = items_all.index_select(0, pos)
         z_u, z_i = self.fuse_user(users_all.index_select(0, users)), self.fuse_item(item_views)

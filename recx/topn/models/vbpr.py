@@ -28,6 +28,10 @@ from recx.topn.losses import bpr_loss, check_reg_form, l2_penalty
 from recx.topn.models.base import TopNModel
 
 
+#: ``reg_scope`` values: ids (the ID half of the item vectors, recx) or full (the whole vectors, MMRec)
+REG_SCOPES = ("ids", "full")
+
+
 class VBPR(TopNModel):
     uses_features = True
 
@@ -37,7 +41,7 @@ class VBPR(TopNModel):
         super().__init__(data.n_users, data.n_items)
         self.reg_weight = reg_weight
         self.reg_form = check_reg_form(reg_form)
-        if reg_scope not in ("ids", "full"):
+        if reg_scope not in REG_SCOPES:
             raise ConfigError(f"unknown reg_scope '{reg_scope}'", field="model.reg_scope",
                               fix="use ids (the ID half of the item vectors) or full (MMRec: the whole vectors)")
         self.reg_scope = reg_scope
