@@ -32,8 +32,10 @@ def composed(model: str) -> tuple[DictConfig, DictConfig, dict]:
     return cfg, reference, choices
 
 
-def numeric_keys(node, prefix: str = "model"):
-    """``(path, value)`` of every number, or list of numbers, under ``node`` (nested nodes included)."""
+def leaves(node, prefix: str = "model"):
+    """``(path, _target_ of the holding node, value)`` of every value under ``node`` that is not a node itself
+    (nested nodes walked; ``_target_`` itself and interpolations that only resolve at run time left out)."""
+    target = node.get("_target_") if "_target_" in node else None
     for key in node:
         path = f"{prefix}.{key}"
         try:
@@ -41,8 +43,15 @@ def numeric_keys(node, prefix: str = "model"):
         except Exception:  # noqa: BLE001 - interpolations that only resolve at run time
             continue
         if isinstance(value, DictConfig):
-            yield from numeric_keys(value, path)
-        elif isinstance(value, ListConfig):
+            yield from leaves(value, path)
+        elif key != "_target_":
+            yield path, target, value
+
+
+def numeric_keys(node, prefix: str = "model"):
+    """``(path, value)`` of every number, or list of numbers, under ``node`` (nested nodes included)."""
+    for path, _, value in leaves(node, prefix):
+        if isinstance(value, ListConfig):
             items = list(value)
             if items and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
                 yield path, items
@@ -127,17 +136,7 @@ def test_table_of_bad_values_every_model_key():
 
 def text_keys(node, prefix: str = "model"):
     """``(path, _target_ of the holding node, value)`` of every text value under ``node``."""
-    target = node.get("_target_") if "_target_" in node else None
-    for key in node:
-        path = f"{prefix}.{key}"
-        try:
-            value = node[key]
-        except Exception:  # noqa: BLE001 - interpolations that only resolve at run time
-            continue
-        if isinstance(value, DictConfig):
-            yield from text_keys(value, path)
-        elif isinstance(value, str) and key != "_target_":
-            yield path, target, value
+    return ((path, target, value) for path, target, value in leaves(node, prefix) if isinstance(value, str))
 
 
 def test_every_text_choice_of_every_model_is_checked_before_any_work():
