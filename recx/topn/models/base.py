@@ -74,6 +74,7 @@ class TopNModel(DerivedState):
         self.n_users = n_users
         self.n_items = n_items
         self._eval_cache: dict[str, object] = {}
+        self.score_with = "current"  # see score_with_last_batch
 
     # -------------------------------------------------------------- caching
     def train(self, mode: bool = True):
@@ -111,7 +112,7 @@ class TopNModel(DerivedState):
     def keeps_last_batch(self) -> bool:
         """Whether ``loss`` should hand its tables to :meth:`remember_batch_tables` (``score_with=last_batch``, in
         training)."""
-        return getattr(self, "score_with", "current") == "last_batch" and self.training
+        return self.score_with == "last_batch" and self.training
 
     def remember_batch_tables(self, users: torch.Tensor, items: torch.Tensor) -> None:
         """Called by ``loss`` with the full user/item tables it computed (no-op unless ``score_with=last_batch``)."""
@@ -124,7 +125,7 @@ class TopNModel(DerivedState):
 
     def scoring_tables(self, compute: Callable[[], tuple[torch.Tensor, torch.Tensor]]):
         """``compute()``, or, with ``score_with=last_batch`` outside training once a batch has run, the kept tables."""
-        if getattr(self, "score_with", "current") == "last_batch" and not self.training and bool(self.last_batch_kept):
+        if self.score_with == "last_batch" and not self.training and bool(self.last_batch_kept):
             return self.last_batch_tables[: self.n_users], self.last_batch_tables[self.n_users:]
         return compute()
 
