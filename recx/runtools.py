@@ -109,7 +109,17 @@ def write_json(path: Path, payload: dict) -> None:
                             fix="free disk space (or point RECX_OUTPUT_DIR elsewhere) and run again") from None
 
 
+#: model keys added after checkpoints of that model existed, with the value that gives what the code did before (their
+#: new default differs): a checkpoint whose config lacks the key is rebuilt with this value, so ``recx eval`` scores
+#: it as it was trained. AlignRec (issue 19): the released code's defaults replaced recx's clamped kNN and Xavier init.
+EARLIER_BEHAVIOUR: dict[str, dict[str, Any]] = {
+    "alignrec": {"knn_negatives": "clamp", "linear_init": "xavier", "reg_batch_size": None},
+}
+
+
 def load_checkpoint(path: str | Path) -> dict:
+    """A recx checkpoint (weights + the run config it was trained with), with keys added since then filled with their
+    earlier behaviour (:data:`EARLIER_BEHAVIOUR`); a CheckpointError for a missing, truncated or foreign file."""
     import torch
 
     path = Path(path)
@@ -123,6 +133,10 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not (ckpt.get("recx") or {}).get("config"):
         raise CheckpointError("not a recx checkpoint (no recx run config inside)", path=path,
                               fix="pass a checkpoint written by `recx train`")
+    model = ckpt["recx"]["config"].get("model")
+    if isinstance(model, dict):
+        for key, value in EARLIER_BEHAVIOUR.get(model.get("name"), {}).items():
+            model.setdefault(key, value)
     return ckpt
 
 

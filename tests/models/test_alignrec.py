@@ -254,3 +254,23 @@ def test_a_stage1_run_says_it_is_recx_reconstruction(tmp_path, capsys):
     report_run(run_dir)
     report = (run_dir / "report.md").read_text()
     assert report.startswith(f"# Run report: {label}") and "Reconstruction: AlignRec's stage 1" in report
+
+
+def test_a_checkpoint_from_before_the_released_defaults_keeps_its_knn(tmp_path):
+    """An AlignRec checkpoint written before `knn_negatives`/`linear_init`/`reg_batch_size` existed was trained with
+    clamped kNN weights: loading it fills those keys with the earlier behaviour, so `recx eval` rebuilds its graph as
+    trained; a checkpoint that has the keys keeps its own values."""
+    from recx.runtools import EARLIER_BEHAVIOUR, load_checkpoint
+    from recx.topn.models.alignrec import KNN_NEGATIVES, LINEAR_INITS
+
+    old = tmp_path / "old.ckpt"
+    torch.save({"state_dict": {}, "recx": {"config": {"model": {"name": "alignrec", "knn_k": 10}}}}, old)
+    model = load_checkpoint(old)["recx"]["config"]["model"]
+    assert model == {"name": "alignrec", "knn_k": 10, "knn_negatives": "clamp", "linear_init": "xavier",
+                     "reg_batch_size": None}
+    assert EARLIER_BEHAVIOUR["alignrec"]["knn_negatives"] in KNN_NEGATIVES
+    assert EARLIER_BEHAVIOUR["alignrec"]["linear_init"] in LINEAR_INITS
+    new = tmp_path / "new.ckpt"
+    torch.save({"state_dict": {}, "recx": {"config": {"model": {"name": "alignrec", "knn_negatives": "keep",
+                                                                 "linear_init": "torch", "reg_batch_size": 64}}}}, new)
+    assert load_checkpoint(new)["recx"]["config"]["model"]["knn_negatives"] == "keep"
