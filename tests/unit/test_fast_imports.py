@@ -1,5 +1,5 @@
-"""recx.fast_imports: in a fresh process, torchmetrics (through Lightning) no longer imports transformers or
-matplotlib, the flags say why, and the opt-out restores torchmetrics' own checks."""
+"""recx.fast_imports: in a fresh process, torchmetrics (through Lightning) no longer imports transformers, matplotlib
+or scipy.signal, the flags say why, scipy itself still works, and the opt-out restores torchmetrics' own checks."""
 
 from __future__ import annotations
 
@@ -16,8 +16,15 @@ from recx.fast_imports import install
 installed = install()
 import lightning.pytorch  # imports torchmetrics
 from torchmetrics.utilities import imports
+signal = "scipy.signal" in sys.modules
+from lightning_utilities.core.imports import package_available
+import torchmetrics
+from torchmetrics.utilities.imports import _SCIPY_AVAILABLE
+import scipy.signal  # recx's ECG filters import it themselves: still importable
 print(json.dumps({"installed": installed, "transformers": "transformers" in sys.modules,
-                  "matplotlib": "matplotlib" in sys.modules,
+                  "matplotlib": "matplotlib" in sys.modules, "signal": signal,
+                  "scipy_checks": [package_available("scipy"), bool(_SCIPY_AVAILABLE)],
+                  "restored": torchmetrics.package_available is package_available,
                   "flag": bool(imports._TRANSFORMERS_GREATER_EQUAL_4_4),
                   "message": imports._MATPLOTLIB_AVAILABLE.message}))
 """
@@ -35,9 +42,10 @@ def test_torchmetrics_skips_the_optional_packages_and_the_opt_out_restores_them(
     pytest.importorskip("transformers")
     fast = probe({})
     assert fast["installed"] and not fast["transformers"] and not fast["matplotlib"] and not fast["flag"]
+    assert not fast["signal"] and fast["scipy_checks"] == [True, True] and fast["restored"]
     assert "recx.fast_imports" in fast["message"]
     full = probe({"RECX_FULL_TORCHMETRICS": "1"})
-    assert not full["installed"] and full["transformers"] and full["flag"]
+    assert not full["installed"] and full["transformers"] and full["flag"] and full["signal"]
 
 
 def test_too_late_is_a_no_op():
