@@ -36,7 +36,8 @@ MODULE_KEYS = ("lr", "weight_decay", "lr_decay", "lr_decay_every")
 META_KEYS = ("name", "family")
 #: ``score_with`` values: ``current`` (evaluation recomputes the user/item tables from the weights it evaluates; recx)
 #: or ``last_batch`` (it scores with the tables the epoch's last training batch computed, one optimiser step older
-#: and in training mode: what MMRec's MMGCN, GRCN, DualGNN, DRAGON and SLMRec keep in ``self.result``/``all_items``)
+#: and in training mode: what MMRec's MMGCN, GRCN, DualGNN, DRAGON and SLMRec keep in ``self.result``/``all_items``).
+#: Under DDP each process keeps its own last batch's tables (MMRec has no multi-process training to follow).
 SCORE_WITH = ("current", "last_batch")
 
 
