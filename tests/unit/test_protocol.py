@@ -14,6 +14,23 @@ from recx.topn.losses import l2_penalty
 from recx.topn.sampling import pair_keys, sample_negatives
 
 
+def prepared(cfg):
+    """The datamodule of ``cfg``, set up for fitting (its ``data`` is what a top-N model is built from)."""
+    from recx.run import build_datamodule
+
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    return dm
+
+
+def seeded_net(cfg, dm, seed: int = 0):
+    """``cfg``'s model built on ``dm.data`` after ``torch.manual_seed(seed)`` (reproducible initial weights)."""
+    from recx.run import build_net
+
+    torch.manual_seed(seed)
+    return build_net(cfg.model, dm.data)
+
+
 def test_emb_form_is_mmrecs_embloss_unsquared_norms_over_batch():
     a, b = torch.full((4, 3), 2.0), torch.full((4, 3), 1.0)
     # ‖a‖_F = sqrt(12·4) = sqrt(48), ‖b‖_F = sqrt(12); EmbLoss divides the sum by the batch size (4)
@@ -35,10 +52,7 @@ def test_pool_restricts_negatives_to_training_items():
 
 
 def test_datamodule_train_items_never_samples_heldout_only_items(compose_train):
-    from recx.run import build_datamodule
-
-    dm = build_datamodule(compose_train("model=bpr", "protocol=mmrec"))
-    dm.setup("fit")
+    dm = prepared(compose_train("model=bpr", "protocol=mmrec"))
     in_train = torch.zeros(dm.data.n_items, dtype=torch.bool)
     in_train[dm.data.train[:, 1]] = True
     # make some items held-out only: drop their training rows
@@ -84,11 +98,10 @@ def test_alignrec_under_protocol_mmrec_stops_as_the_released_fork():
 @pytest.mark.parametrize("model", ["bpr", "lightgcn", "vbpr", "lattice", "freedom", "mmgcn", "grcn", "dualgnn",
                                    "slmrec", "bm3", "dragon", "alignrec"])
 def test_every_zoo_model_builds_under_protocol_mmrec(model, compose_train):
-    from recx.run import build_datamodule, build_net
+    from recx.run import build_net
 
     cfg = compose_train(f"model={model}", "protocol=mmrec")
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
+    dm = prepared(cfg)
     net = build_net(cfg.model, dm.data)
     assert net.eval().score(torch.arange(3)).shape == (3, dm.data.n_items)
 
@@ -104,16 +117,14 @@ def test_every_protocol_mmrec_value_passes_the_config_check(model):
 
 
 def test_vbpr_full_scope_regularises_the_projection_and_text_goes_first(compose_train):
-    from recx.run import build_datamodule, build_net
+    from recx.run import build_net
 
     cfg = compose_train("model=vbpr", "protocol=mmrec")
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
+    dm = prepared(cfg)
     batch = {k: v[:64] for k, v in dm.epoch_triplets(0).items()}
     grads = {}
     for scope in ("ids", "full"):
-        torch.manual_seed(0)
-        net = build_net(cfg.model, dm.data)
+        net = seeded_net(cfg, dm)
         net.reg_scope = scope
         net.reg_weight = 0.0
         ranking_only = net.loss(batch)
@@ -145,13 +156,12 @@ def test_a_protocol_mmrec_run_rounds_metrics_and_records_the_protocol(compose_tr
 
 
 def test_lattice_rw_self_loops_is_row_stochastic_with_self_loops(compose_train):
-    from recx.run import build_datamodule, build_net
+    from recx.run import build_net
 
     cfg = compose_train("model=lattice", "protocol=mmrec")
     assert cfg.model.ui_norm == "rw_self_loops" and cfg.model.projection_init == "torch"
     assert compose_train("model=lattice").model.projection_init == "xavier_normal"
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
+    dm = prepared(cfg)
     from recx.topn.family import protocol_conventions
 
     keys = protocol_conventions(cfg, dm)["model_keys"]  # conventions.json records the per-model switches
@@ -175,14 +185,10 @@ def test_lattice_rw_self_loops_is_row_stochastic_with_self_loops(compose_train):
 def test_slmrec_dot_fac_logits_are_raw_inner_products(compose_train):
     import torch.nn.functional as F
 
-    from recx.run import build_datamodule, build_net
-
     cfg = compose_train("model=slmrec", "protocol=mmrec", "model.fac_chain=recx")  # the logits alone
     assert cfg.model.fac_logits == "dot"
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    net = build_net(cfg.model, dm.data)
+    dm = prepared(cfg)
+    net = seeded_net(cfg, dm)
     views = torch.randn(16, (len(net.modalities) + 1) * net.embedding_dim)
     blocks = views.split(net.embedding_dim, dim=1)
     anchor, expected = blocks[0], {"dot": 0.0, "cosine": 0.0}
@@ -200,11 +206,10 @@ def test_slmrec_dot_fac_logits_are_raw_inner_products(compose_train):
 
 
 def test_mmgcn_mmrec_variant_freezes_ids_and_feeds_text_raw(compose_train):
-    from recx.run import build_datamodule, build_net
+    from recx.run import build_net
 
     cfg = compose_train("model=mmgcn", "protocol=mmrec")
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
+    dm = prepared(cfg)
     net = build_net(cfg.model, dm.data)
     assert cfg.model.n_layers == 3 and len(net.branches["text"].conv) == 3 and cfg.model.layer_init == "mmrec"
     assert compose_train("model=mmgcn").model.layer_init == "xavier_normal"
@@ -221,14 +226,12 @@ def test_mmgcn_mmrec_variant_freezes_ids_and_feeds_text_raw(compose_train):
 def test_slmrec_mmrec_fac_chain_passes_the_text_anchor_through_the_acoustic_map(compose_train):
     import torch.nn.functional as F
 
-    from recx.run import build_datamodule, build_net
+    from recx.run import build_net
 
     cfg = compose_train("model=slmrec", "protocol=mmrec")
     assert cfg.model.fac_chain == "mmrec"
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    net = build_net(cfg.model, dm.data)
+    dm = prepared(cfg)
+    net = seeded_net(cfg, dm)
     assert net.modalities == ["image", "text"] and net.fac_bridge.weight.shape == (64, 64)
     views = torch.randn(16, 3 * net.embedding_dim)
     ids, image, text = views.split(net.embedding_dim, dim=1)
@@ -243,21 +246,18 @@ def test_slmrec_mmrec_fac_chain_passes_the_text_anchor_through_the_acoustic_map(
     assert build_net(compose_train("model=slmrec").model, dm.data).fac_bridge is None
     with pytest.raises(ConfigError, match="fac_chain"):
         build_net(compose_train("model=slmrec", "model.fac_chain=official").model, dm.data)
-    one = build_datamodule(compose_train("model=slmrec", "protocol=mmrec", "dataset.modalities=[image]"))
-    one.setup("fit")
+    one = prepared(compose_train("model=slmrec", "protocol=mmrec", "dataset.modalities=[image]"))
     with pytest.raises(ConfigError, match="image\\+text"):
         build_net(cfg.model, one.data)
 
 
 def test_slmrec_mmrec_projection_init_keeps_nn_linears_uniform_bias(compose_train):
-    from recx.run import build_datamodule, build_net
+    from recx.run import build_net
 
     cfg = compose_train("model=slmrec", "protocol=mmrec")
     assert cfg.model.projection_init == "mmrec"
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
-    torch.manual_seed(0)
-    net = build_net(cfg.model, dm.data)
+    dm = prepared(cfg)
+    net = seeded_net(cfg, dm)
     recx_net = build_net(compose_train("model=slmrec").model, dm.data)
     for m in net.modalities:
         layer, recx_layer = net.projections[m].net[-1], recx_net.projections[m].net[-1]
