@@ -75,8 +75,6 @@ def check_choices(overrides: list[str], *, sweep: bool = False) -> None:
                                   fix=f"choose one of: {', '.join(group_choices(key))}")
 
 
-
-
 def family_metric_override(cfg: DictConfig, overrides: list[str]) -> list[str]:
     """``["metric=<family default>"]`` when the model's family is not what the default metric group evaluates and
     the user chose no metric (``recx train model=starank dataset=mslr10k`` gets the LTR metrics)."""
@@ -510,7 +508,7 @@ def check_suite_steps(suite, forwarded: list[str]) -> None:
 def unconfigured_dataset(name: str, verb: str, from_dir: str | None) -> None:
     """A dataset name without a config: say what works instead of a fix that would fail again (an MMRec folder runs
     in place as ``dataset=mmrec``; anything else needs a dataset config in a user folder)."""
-    choices = config_paths.group_choices("dataset")
+    choices = group_choices("dataset")
     if name in choices:
         return
     folder = Path(from_dir) if from_dir else None
@@ -552,8 +550,7 @@ def data_main(args: list[str]) -> int:
         ns.overrides = [*getattr(ns, "overrides", []), *unknown]
     if ns.verb == "list":
         return _data_list()
-    unconfigured_dataset(ns.name, ns.verb, getattr(ns, "from_dir", None))
-    check_choices([f"dataset={ns.name}"])
+    unconfigured_dataset(ns.name, ns.verb, getattr(ns, "from_dir", None))  # (also refuses any unknown name)
     cfg = compose("train", [f"dataset={ns.name}", *ns.overrides])
     check_values("train", [f"dataset={ns.name}", *ns.overrides], cfg)  # e.g. dataset.split.ratios, before any work
     from recx.data import prepare as prep

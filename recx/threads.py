@@ -141,8 +141,8 @@ def threads_for(setting, *, processes: int = 1, window_s: float = 0.1) -> tuple[
     least that long ago."""
     if setting not in (None, AUTO):
         return int(setting), "hardware.num_threads"
-    if omp_threads() is not None:
-        return omp_threads(), "OMP_NUM_THREADS"
+    if (from_env := omp_threads()) is not None:
+        return from_env, "OMP_NUM_THREADS"
     if setting is None:  # torch's own default
         import torch
 

@@ -101,6 +101,19 @@ def run_recx(args, model: str, work: Path) -> dict:
     return {"model": name, "runs": runs}
 
 
+def standard_error(ours: list[float], theirs: list[float]) -> float:
+    """Standard error of the difference of the two means (0 when a side has one value)."""
+    if min(len(ours), len(theirs)) < 2:
+        return 0.0
+    return (statistics.variance(ours) / len(ours) + statistics.variance(theirs) / len(theirs)) ** 0.5
+
+
+def tolerance(ours: list[float], theirs: list[float]) -> float:
+    """What tests/parity/test_mmrec_parity.py accepts for |mean(ours) - mean(theirs)|: ±0.005, widened to three
+    standard errors when the seeds are noisier than that."""
+    return max(0.005, 3.0 * standard_error(ours, theirs))
+
+
 def mean(runs: list[dict], key: str, sub: str | None = None) -> float:
     return statistics.mean(r[sub][key] if sub else r[key] for r in runs)
 
@@ -161,10 +174,9 @@ def main() -> None:
         for key in ("recall@20", "ndcg@20"):
             a = [r["test"][key] for r in theirs["runs"]]
             b = [r["test"][key] for r in ours["runs"]]
-            se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5 \
-                if min(len(a), len(b)) > 1 else 0.0
-            gap, tol = statistics.mean(b) - statistics.mean(a), max(0.005, 3 * se)
-            print(f"{model} {key}: recx - MMRec = {gap:+.4f} over {len(b)}/{len(a)} seeds, SE {se:.4f}, "
+            gap, tol = statistics.mean(b) - statistics.mean(a), tolerance(b, a)
+            print(f"{model} {key}: recx - MMRec = {gap:+.4f} over {len(b)}/{len(a)} seeds, "
+                  f"SE {standard_error(b, a):.4f}, "
                   f"tolerance {tol:.4f}: {'ok' if abs(gap) <= tol else 'OUTSIDE'}")
     starts = [r["startup_s"] for _, _, ours in rows for r in ours["runs"] if r.get("startup_s") is not None]
     if starts:

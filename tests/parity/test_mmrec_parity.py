@@ -35,17 +35,21 @@ RECORDS = {p.stem.removeprefix("mmrec_"): json.loads(p.read_text()) for p in sor
 RUN = os.environ.get("RECX_PARITY") == "1"
 
 
-def generator():
-    spec = importlib.util.spec_from_file_location("make_mmrec_data", REPO / "scripts" / "make_mmrec_data.py")
+def script(name: str):
+    """``scripts/<name>.py`` as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.generate
+    return module
+
+
+def generator():
+    return script("make_mmrec_data").generate
 
 
 def tolerance(ours: list[float], theirs: list[float]) -> float:
-    se = (statistics.variance(ours) / len(ours) + statistics.variance(theirs) / len(theirs)) ** 0.5 \
-        if min(len(ours), len(theirs)) > 1 else 0.0
-    return max(0.005, 3.0 * se)
+    """max(0.005, 3 SE), the bound scripts/bench_vs_mmrec.py also prints (one definition, there)."""
+    return script("bench_vs_mmrec").tolerance(ours, theirs)
 
 
 def unified_features(folder: Path, spec: dict, tmp_path: Path) -> Path:
