@@ -95,8 +95,9 @@ def mark_unavailable(module) -> None:
 
 
 def install() -> bool:
-    """Arrange for :data:`SKIPPED` to read as unavailable; False when it is too late or turned off."""
-    if os.environ.get("RECX_FULL_TORCHMETRICS") == "1" or MODULE in sys.modules or "torchmetrics" in sys.modules:
+    """Arrange for :data:`SKIPPED` to read as unavailable and for torchmetrics' ``__init__`` to skip
+    :data:`SKIPPED_PACKAGES`; False when it is too late or turned off."""
+    if os.environ.get("RECX_FULL_TORCHMETRICS") == "1" or MODULE in sys.modules or PACKAGE in sys.modules:
         return False
     if not any(isinstance(f, _SkipOptional) for f in sys.meta_path):
         sys.meta_path.insert(0, _SkipOptional())
